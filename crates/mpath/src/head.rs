@@ -1,0 +1,309 @@
+//! A namespace head: one namespace of a subsystem, reached through one or
+//! more paths. Commands go down one path as they are; only failures come
+//! back through here.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nvmp_host::{Completion, IoRequest};
+use nvmp_wire::{Status, StatusCode};
+
+use crate::disposition::{decide, Attempts, Disposition, RetryLimits};
+use crate::ids::NsIds;
+use crate::path::Path;
+use crate::policy::IoPolicy;
+use crate::select::{select, PathView, Selection};
+use crate::stats::HeadStats;
+
+const NO_CURRENT: usize = usize::MAX;
+/// Paths per head; more are refused (bounds the per-command selection work).
+pub const MAX_PATHS: usize = 32;
+
+/// How long commands wait for a usable path (`None`: while any controller
+/// may come back, which ctrl_loss_tmo and fast_io_fail_tmo bound, as Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequeuePolicy {
+    pub timeout: Option<Duration>,
+}
+
+/// A command that did not succeed, after the multipath layer's retries and failovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("I/O error: {status}")]
+pub struct IoError {
+    pub status: Status,
+}
+
+/// The multipath device of one namespace.
+#[derive(Debug)]
+pub struct NamespaceHead {
+    pub name: String,
+    pub nsid: u32,
+    pub ids: NsIds,
+    /// NMIC bit 0: the namespace may be attached to several controllers.
+    pub shared: bool,
+    block_size: u32,
+    capacity_blocks: std::sync::atomic::AtomicU64,
+    max_transfer_bytes: AtomicUsize,
+    policy: Arc<AtomicU8>,
+    paths: RwLock<Arc<Vec<Arc<Path>>>>,
+    current: AtomicUsize,
+    /// Signalled on every change that may make a path usable (or all paths gone).
+    wake: tokio::sync::Notify,
+    pub stats: HeadStats,
+    limits: RetryLimits,
+    requeue: RequeuePolicy,
+}
+
+pub(crate) fn policy_from_u8(v: u8) -> IoPolicy {
+    IoPolicy::ALL.get(v as usize).copied().unwrap_or_default()
+}
+
+impl NamespaceHead {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        nsid: u32,
+        ids: NsIds,
+        shared: bool,
+        block_size: u32,
+        capacity_blocks: u64,
+        policy: Arc<AtomicU8>,
+        limits: RetryLimits,
+        requeue: RequeuePolicy,
+    ) -> Self {
+        Self {
+            name,
+            nsid,
+            ids,
+            shared,
+            block_size,
+            capacity_blocks: capacity_blocks.into(),
+            max_transfer_bytes: AtomicUsize::new(usize::MAX),
+            policy,
+            paths: RwLock::new(Arc::new(Vec::new())),
+            current: AtomicUsize::new(NO_CURRENT),
+            wake: tokio::sync::Notify::new(),
+            stats: HeadStats::default(),
+            limits,
+            requeue,
+        }
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    pub fn capacity_blocks(&self) -> u64 {
+        self.capacity_blocks.load(Relaxed)
+    }
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_blocks() * self.block_size as u64
+    }
+    pub(crate) fn set_capacity_blocks(&self, n: u64) {
+        self.capacity_blocks.store(n, Relaxed);
+    }
+    /// The largest transfer every path accepts (the smallest MDTS), in bytes.
+    pub fn max_transfer_bytes(&self) -> u32 {
+        let m = self.max_transfer_bytes.load(Relaxed);
+        if m == usize::MAX {
+            1 << 20
+        } else {
+            m as u32
+        }
+    }
+    pub fn policy(&self) -> IoPolicy {
+        policy_from_u8(self.policy.load(Relaxed))
+    }
+    pub fn paths(&self) -> Arc<Vec<Arc<Path>>> {
+        self.paths.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    /// The current path (sticky for numa, last used for round-robin), if any.
+    pub fn current_path(&self) -> Option<Arc<Path>> {
+        let c = self.current.load(Relaxed);
+        self.paths().get(c).cloned()
+    }
+
+    pub(crate) fn add_path(&self, p: Arc<Path>) -> Result<(), &'static str> {
+        let mut g = self.paths.write().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= MAX_PATHS {
+            return Err("too many paths");
+        }
+        let mut v: Vec<Arc<Path>> = (**g).clone();
+        let mt = p.ctrl.ctrl.max_transfer() as usize;
+        v.push(p);
+        *g = Arc::new(v);
+        drop(g);
+        self.max_transfer_bytes.fetch_min(mt, Relaxed);
+        self.changed();
+        Ok(())
+    }
+
+    /// Remove the paths through one controller; returns how many paths are left.
+    pub(crate) fn remove_paths_of(&self, ctrl_name: &str) -> usize {
+        let mut g = self.paths.write().unwrap_or_else(|e| e.into_inner());
+        let v: Vec<Arc<Path>> = g
+            .iter()
+            .filter(|p| p.ctrl.name != ctrl_name)
+            .cloned()
+            .collect();
+        let left = v.len();
+        *g = Arc::new(v);
+        drop(g);
+        self.changed();
+        left
+    }
+
+    /// Something about the paths changed: forget the current path and wake
+    /// commands waiting for a usable path.
+    pub fn changed(&self) {
+        self.current.store(NO_CURRENT, Relaxed);
+        self.wake.notify_waiters();
+    }
+
+    /// Pick a path. `avoid` is the path a command just failed on: it is not
+    /// chosen again for that command while another path is usable.
+    fn choose(&self, paths: &[Arc<Path>], avoid: Option<&Arc<Path>>) -> Selection {
+        let cur = self.current.load(Relaxed);
+        let policy = self.policy();
+        // Fast path for the sticky policy: the current path is still optimized.
+        if policy == IoPolicy::Numa && avoid.is_none() {
+            if let Some(p) = paths.get(cur) {
+                if p.view().is_optimized() {
+                    return Selection::Path(cur);
+                }
+            }
+        }
+        let mut views = [PathView {
+            ctrl: crate::select::CtrlCondition::Gone,
+            ana: nvmp_wire::log::AnaState::INACCESSIBLE,
+            ana_pending: false,
+            distance: 0,
+            depth: 0,
+        }; MAX_PATHS];
+        let n = paths.len().min(MAX_PATHS);
+        for (v, p) in views.iter_mut().zip(paths.iter()) {
+            *v = p.view();
+        }
+        let current = (cur < n).then_some(cur);
+        let mut s = select(&views[..n], policy, current);
+        if let (Some(a), Selection::Path(i)) = (avoid, s) {
+            if Arc::ptr_eq(a, &paths[i]) {
+                views[i].ana_pending = true;
+                if let Selection::Path(j) = select(&views[..n], policy, current) {
+                    s = Selection::Path(j);
+                }
+            }
+        }
+        if let Selection::Path(i) = s {
+            if i != cur {
+                self.current.store(i, Relaxed);
+                if policy == IoPolicy::Numa {
+                    tracing::info!(head = %self.name, path = %paths[i].name, "current path");
+                }
+            }
+        }
+        s
+    }
+
+    /// Submit one command (its NSID is set here). Path errors are failed
+    /// over, other errors retried per Linux's rules; the final completion is
+    /// returned, successful or not.
+    pub async fn submit(&self, mut req: IoRequest) -> Completion {
+        req.sqe.nsid = self.nsid;
+        let mut attempts = Attempts::default();
+        let mut wait_started: Option<Instant> = None;
+        let mut avoid: Option<Arc<Path>> = None;
+        loop {
+            let paths = self.paths();
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let sel = self.choose(&paths, avoid.as_ref());
+            let path = match sel {
+                Selection::Path(i) => paths[i].clone(),
+                Selection::Requeue => {
+                    if wait_started.is_none() {
+                        wait_started = Some(Instant::now());
+                        self.stats.requeued.fetch_add(1, Relaxed);
+                        self.stats.waiting.fetch_add(1, Relaxed);
+                        tracing::debug!(head = %self.name, "no usable path - requeuing I/O");
+                    }
+                    let waited = wait_started.map_or(Duration::ZERO, |t| t.elapsed());
+                    if let Some(limit) = self.requeue.timeout {
+                        if waited >= limit {
+                            self.end_wait(&mut wait_started);
+                            tracing::warn!(head = %self.name, "no usable path within {limit:?} - failing I/O");
+                            return self
+                                .fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
+                        }
+                    }
+                    // Re-check at least every 250 ms: controller state changes
+                    // are also delivered through `wake`, this is a safety net.
+                    let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+                    continue;
+                }
+                Selection::Fail => {
+                    self.end_wait(&mut wait_started);
+                    tracing::warn!(head = %self.name, "no available path - failing I/O");
+                    return self.fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
+                }
+            };
+            self.end_wait(&mut wait_started);
+            let c = path.ctrl.ctrl.submit(req.clone()).await;
+            if c.status.is_success() {
+                let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
+                path.stats.record_ok(bytes as u64);
+                return c;
+            }
+            path.stats.errors.fetch_add(1, Relaxed);
+            match decide(c.status, attempts, path.ctrl.crdt_ms, self.limits) {
+                Disposition::Complete => return self.fail_completion(c),
+                Disposition::Failover { delay_ms } => {
+                    attempts.failovers += 1;
+                    path.stats.failovers.fetch_add(1, Relaxed);
+                    self.stats.failovers.fetch_add(1, Relaxed);
+                    if c.status.is_ana_error() {
+                        path.mark_ana_pending();
+                    }
+                    tracing::info!(head = %self.name, path = %path.name, status = %c.status, "failover");
+                    self.changed();
+                    avoid = Some(path);
+                    if delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    }
+                }
+                Disposition::Retry { delay_ms } => {
+                    attempts.retries += 1;
+                    if delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_wait(&self, started: &mut Option<Instant>) {
+        if let Some(t) = started.take() {
+            let us = t.elapsed().as_micros() as u64;
+            self.stats.waiting.fetch_sub(1, Relaxed);
+            self.stats.no_path_wait_us.fetch_add(us, Relaxed);
+            self.stats.longest_wait_us.fetch_max(us, Relaxed);
+        }
+    }
+
+    fn fail(&self, status: Status) -> Completion {
+        self.stats.errors.fetch_add(1, Relaxed);
+        Completion {
+            status,
+            dw0: 0,
+            dw1: 0,
+            data: Bytes::new(),
+        }
+    }
+
+    fn fail_completion(&self, c: Completion) -> Completion {
+        self.stats.errors.fetch_add(1, Relaxed);
+        c
+    }
+}

@@ -1,0 +1,105 @@
+//! A path: one namespace as seen through one controller.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use nvmp_host::{Controller, CtrlState};
+use nvmp_wire::log::AnaState;
+
+use crate::ana::AnaTracker;
+use crate::select::{CtrlCondition, PathView};
+use crate::stats::PathStats;
+
+/// A controller as the multipath layer keeps it.
+#[derive(Debug)]
+pub struct CtrlEntry {
+    pub ctrl: Controller,
+    /// `nvme<N>`, unique in this host.
+    pub name: String,
+    pub cntlid: u16,
+    /// CMIC.ANA: the controller reports ANA states; without it every path counts as optimized.
+    pub ana_supported: bool,
+    pub ana: Mutex<AnaTracker>,
+    /// Wakes the controller's monitor task to re-read the ANA log.
+    pub ana_reread: tokio::sync::Notify,
+    /// Command Retry Delay times (CRDT1..3) in ms.
+    pub crdt_ms: [u64; 3],
+    pub removed: AtomicBool,
+}
+
+impl CtrlEntry {
+    pub fn condition(&self) -> CtrlCondition {
+        if self.removed.load(Relaxed) {
+            return CtrlCondition::Gone;
+        }
+        match self.ctrl.state() {
+            CtrlState::Live => CtrlCondition::Live,
+            CtrlState::New | CtrlState::Connecting | CtrlState::Resetting => {
+                if self.ctrl.fast_fail_expired() {
+                    CtrlCondition::Gone
+                } else {
+                    CtrlCondition::Recovering
+                }
+            }
+            _ => CtrlCondition::Gone,
+        }
+    }
+}
+
+/// One namespace reached through one controller.
+#[derive(Debug)]
+pub struct Path {
+    pub ctrl: Arc<CtrlEntry>,
+    /// `nvme<S>c<C>n<NSID>` as Linux names hidden path devices.
+    pub name: String,
+    pub nsid: u32,
+    pub anagrpid: u32,
+    ana_state: AtomicU8,
+    ana_pending: AtomicBool,
+    pub stats: PathStats,
+}
+
+impl Path {
+    pub fn new(
+        ctrl: Arc<CtrlEntry>,
+        name: String,
+        nsid: u32,
+        anagrpid: u32,
+        ana: AnaState,
+    ) -> Self {
+        Self {
+            ctrl,
+            name,
+            nsid,
+            anagrpid,
+            ana_state: AtomicU8::new(ana.0),
+            ana_pending: AtomicBool::new(false),
+            stats: PathStats::default(),
+        }
+    }
+    pub fn ana_state(&self) -> AnaState {
+        AnaState(self.ana_state.load(Relaxed))
+    }
+    /// Set the ANA state from a fresh log; clears the pending flag. Returns the old state.
+    pub fn set_ana_state(&self, s: AnaState) -> AnaState {
+        self.ana_pending.store(false, Relaxed);
+        AnaState(self.ana_state.swap(s.0, Relaxed))
+    }
+    pub fn ana_pending(&self) -> bool {
+        self.ana_pending.load(Relaxed)
+    }
+    /// An ANA status was returned on this path: stop using it until the log is re-read.
+    pub fn mark_ana_pending(&self) {
+        self.ana_pending.store(true, Relaxed);
+        self.ctrl.ana_reread.notify_one();
+    }
+    pub fn view(&self) -> PathView {
+        PathView {
+            ctrl: self.ctrl.condition(),
+            ana: self.ana_state(),
+            ana_pending: self.ana_pending(),
+            distance: 0,
+            depth: self.ctrl.ctrl.outstanding(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Path selection: a pure function of the paths' states and the policy.
+//!
+//! The rules are Linux's (drivers/nvme/host/multipath.c), restated:
+//! - a path is *usable* when its controller is live, its namespace is not
+//!   waiting for an ANA log re-read, and its ANA state is optimized or
+//!   non-optimized;
+//! - optimized paths are preferred to non-optimized ones;
+//! - when no path is usable, I/O is requeued while some controller may
+//!   still come back (live, resetting or connecting, and its fast-fail
+//!   timer has not expired); otherwise it fails.
+
+use crate::policy::IoPolicy;
+use nvmp_wire::log::AnaState;
+
+/// The controller state as far as path selection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtrlCondition {
+    Live,
+    /// Resetting or connecting: may come back.
+    Recovering,
+    /// Deleting, dead, or fast_io_fail expired: will not serve queued I/O.
+    Gone,
+}
+
+/// What selection needs to know about one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathView {
+    pub ctrl: CtrlCondition,
+    pub ana: AnaState,
+    /// An ANA error was seen and the log has not been re-read yet.
+    pub ana_pending: bool,
+    /// NUMA distance (0 = local).
+    pub distance: u32,
+    /// Commands outstanding on the path's controller (queue-depth policy).
+    pub depth: usize,
+}
+
+impl PathView {
+    pub fn is_usable(&self) -> bool {
+        self.ctrl == CtrlCondition::Live && !self.ana_pending && self.ana.is_usable()
+    }
+    pub fn is_optimized(&self) -> bool {
+        self.ctrl == CtrlCondition::Live && !self.ana_pending && self.ana == AnaState::OPTIMIZED
+    }
+}
+
+/// The result of path selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Send the command down this path (an index into the slice).
+    Path(usize),
+    /// No usable path now, but a controller may come back: wait in the requeue list.
+    Requeue,
+    /// No path can serve the command.
+    Fail,
+}
+
+/// Whether any path's controller may still serve I/O later ("nvme_available_path").
+pub fn available(paths: &[PathView]) -> bool {
+    paths.iter().any(|p| p.ctrl != CtrlCondition::Gone)
+}
+
+fn no_path(paths: &[PathView]) -> Selection {
+    if available(paths) {
+        Selection::Requeue
+    } else {
+        Selection::Fail
+    }
+}
+
+/// Choose a path. `current` is the head's cached current path (the sticky
+/// path for `numa`, the last path used for `round-robin`).
+pub fn select(paths: &[PathView], policy: IoPolicy, current: Option<usize>) -> Selection {
+    let found = match policy {
+        IoPolicy::Numa => numa(paths, current),
+        IoPolicy::RoundRobin => round_robin(paths, current),
+        IoPolicy::QueueDepth => queue_depth(paths),
+    };
+    match found {
+        Some(i) => Selection::Path(i),
+        None => no_path(paths),
+    }
+}
+
+/// Sticky: keep the current path while it is optimized; else the nearest
+/// optimized path, else the nearest non-optimized one.
+fn numa(paths: &[PathView], current: Option<usize>) -> Option<usize> {
+    if let Some(c) = current {
+        if paths.get(c).is_some_and(PathView::is_optimized) {
+            return Some(c);
+        }
+    }
+    nearest(paths)
+}
+
+/// The nearest optimized path, else the nearest non-optimized one; ties go to the first.
+pub fn nearest(paths: &[PathView]) -> Option<usize> {
+    let mut best_opt: Option<(u32, usize)> = None;
+    let mut best_non: Option<(u32, usize)> = None;
+    for (i, p) in paths.iter().enumerate() {
+        if !p.is_usable() {
+            continue;
+        }
+        let slot = if p.ana == AnaState::OPTIMIZED {
+            &mut best_opt
+        } else {
+            &mut best_non
+        };
+        if slot.is_none_or(|(d, _)| p.distance < d) {
+            *slot = Some((p.distance, i));
+        }
+    }
+    best_opt.or(best_non).map(|(_, i)| i)
+}
+
+/// The next optimized path after `current` (wrapping); else the first
+/// non-optimized one after it; else `current` itself if still usable.
+fn round_robin(paths: &[PathView], current: Option<usize>) -> Option<usize> {
+    let n = paths.len();
+    if n == 0 {
+        return None;
+    }
+    let start = current.map_or(0, |c| (c + 1) % n);
+    let mut fallback = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        let p = &paths[i];
+        if Some(i) == current {
+            continue;
+        }
+        if p.is_optimized() {
+            return Some(i);
+        }
+        if fallback.is_none() && p.is_usable() {
+            fallback = Some(i);
+        }
+    }
+    // Only the current path is left: keep it if it is optimized, or if it is
+    // usable and nothing else is.
+    match current {
+        Some(c) if c < n && paths[c].is_optimized() => Some(c),
+        Some(c) if c < n && paths[c].is_usable() && fallback.is_none() => Some(c),
+        _ => fallback,
+    }
+}
+
+/// The optimized path with the fewest outstanding commands, else the
+/// non-optimized one with the fewest.
+fn queue_depth(paths: &[PathView]) -> Option<usize> {
+    let mut best_opt: Option<(usize, usize)> = None;
+    let mut best_non: Option<(usize, usize)> = None;
+    for (i, p) in paths.iter().enumerate() {
+        if !p.is_usable() {
+            continue;
+        }
+        let slot = if p.ana == AnaState::OPTIMIZED {
+            &mut best_opt
+        } else {
+            &mut best_non
+        };
+        if slot.is_none_or(|(d, _)| p.depth < d) {
+            *slot = Some((p.depth, i));
+        }
+        if best_opt.is_some_and(|(d, _)| d == 0) {
+            break;
+        }
+    }
+    best_opt.or(best_non).map(|(_, i)| i)
+}
+
+#[cfg(test)]
+mod tests;

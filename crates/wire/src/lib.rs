@@ -9,16 +9,25 @@
 //! No input panics.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cqe;
 pub mod crc;
 pub mod error;
+pub mod fabrics;
+mod field;
+pub mod identify;
+pub mod io;
+pub mod log;
+pub mod nqn;
 pub mod pdu;
 pub mod reader;
 pub mod sqe;
 pub mod status;
+mod text;
 
 pub use cqe::{Cqe, CQE_LEN};
 pub use error::{DecodeError, DecodeErrorKind};
+pub use nqn::{Nqn, NqnError, DISCOVERY_NQN};
 pub use pdu::{Digests, Pdu, PduConfig, PduDecoder, PduError, Role};
 pub use sqe::{FabricsType, Opcode, Sgl, Sqe, SQE_LEN};
 pub use status::{Status, StatusCode, StatusCodeType};

@@ -9,7 +9,7 @@ pub const SQE_LEN: usize = 64;
 /// A command opcode. Admin, I/O and Fabrics commands share the byte; which
 /// set applies depends on the queue (admin queue 0 or an I/O queue) and on
 /// 0x7F (Fabrics). Open newtype: unknown opcodes round-trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Opcode(pub u8);
 
 impl Opcode {
@@ -169,12 +169,6 @@ pub struct Sqe {
     pub cdw13: u32,
     pub cdw14: u32,
     pub cdw15: u32,
-}
-
-impl Default for Opcode {
-    fn default() -> Self {
-        Opcode(0)
-    }
 }
 
 impl Sqe {

@@ -1,0 +1,468 @@
+//! Streaming NVMe/TCP PDU decoder: common header checks, per-type header
+//! validation, digests, PDO and data bounds.
+
+use super::*;
+
+fn hdr_err(field: &'static str, offset: usize, kind: DecodeErrorKind) -> (DecodeError, Fes, u32) {
+    (
+        DecodeError::at(field, offset, kind),
+        Fes::INVALID_HEADER_FIELD,
+        offset as u32,
+    )
+}
+
+/// Streaming PDU decoder: feed bytes as they arrive, take whole PDUs out.
+#[derive(Debug, Clone)]
+pub struct PduDecoder {
+    pub config: PduConfig,
+}
+
+impl PduDecoder {
+    pub fn new(config: PduConfig) -> Self {
+        Self { config }
+    }
+
+    /// The largest PLEN this decoder accepts.
+    pub fn max_plen(&self) -> usize {
+        // header + hdgst + worst-case padding (32 dwords) + data + ddgst
+        IC_LEN + DIGEST_LEN + 128 + self.config.max_data_len as usize + DIGEST_LEN
+    }
+
+    /// How many bytes are needed before the next PDU can be decoded (at least `CH_LEN`).
+    /// Returns the complete PLEN once the common header is in `buf`.
+    pub fn needed(&self, buf: &[u8]) -> Result<usize, PduError> {
+        if buf.len() < CH_LEN {
+            return Ok(CH_LEN);
+        }
+        let ch = self.check_common(buf)?;
+        Ok(ch.plen)
+    }
+
+    /// Decode one PDU from the front of `buf` if a whole one is there; the
+    /// PDU's bytes are split off `buf` (data slices share its allocation).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Pdu>, PduError> {
+        if buf.len() < CH_LEN {
+            return Ok(None);
+        }
+        let ch = self.check_common(buf)?;
+        if buf.len() < ch.plen {
+            return Ok(None);
+        }
+        let bytes = buf.split_to(ch.plen).freeze();
+        self.decode_whole(ch, bytes).map(Some)
+    }
+
+    /// Decode exactly one PDU that fills `bytes`.
+    pub fn decode_one(&self, bytes: Bytes) -> Result<Pdu, PduError> {
+        if bytes.len() < CH_LEN {
+            return Err(PduError {
+                error: DecodeError::truncated("PDU.CH", CH_LEN, bytes.len()),
+                fes: Fes::INVALID_HEADER_FIELD,
+                fei: 0,
+                header: bytes,
+            });
+        }
+        let ch = self.check_common(&bytes)?;
+        if bytes.len() != ch.plen {
+            return Err(self.err(
+                &bytes,
+                hdr_err(
+                    "PDU.PLEN",
+                    4,
+                    DecodeErrorKind::OutOfRange {
+                        value: ch.plen as u64,
+                    },
+                ),
+            ));
+        }
+        self.decode_whole(ch, bytes)
+    }
+
+    fn err(&self, bytes: &[u8], (error, fes, fei): (DecodeError, Fes, u32)) -> PduError {
+        let hlen = bytes.get(2).copied().unwrap_or(0) as usize;
+        let n = hlen.clamp(CH_LEN.min(bytes.len()), 128).min(bytes.len());
+        PduError {
+            error,
+            fes,
+            fei,
+            header: Bytes::copy_from_slice(&bytes[..n]),
+        }
+    }
+
+    fn check_common(&self, b: &[u8]) -> Result<CommonHeader, PduError> {
+        let t = PduType(b[0]);
+        let fl = b[1];
+        let hlen = b[2] as usize;
+        let pdo = b[3] as usize;
+        let plen = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        let e = |x| Err(self.err(b, x));
+        let Some(want_hlen) = t.hlen() else {
+            return e(hdr_err("PDU.PDU-TYPE", 0, DecodeErrorKind::Invalid));
+        };
+        if !self.config.role.accepts(t) {
+            return e(hdr_err("PDU.PDU-TYPE", 0, DecodeErrorKind::Invalid));
+        }
+        // "HLEN … shall be set to a fixed value for each PDU type".
+        if hlen != want_hlen {
+            return e(hdr_err(
+                "PDU.HLEN",
+                2,
+                DecodeErrorKind::OutOfRange { value: hlen as u64 },
+            ));
+        }
+        let dg = self.config.digests;
+        let hd = if t.has_hdgst() && dg.header {
+            DIGEST_LEN
+        } else {
+            0
+        };
+        if t.has_hdgst() && ((fl & flags::HDGSTF != 0) != dg.header) {
+            return e(hdr_err("PDU.FLAGS.HDGSTF", 1, DecodeErrorKind::Invalid));
+        }
+        if !t.has_hdgst() && fl & (flags::HDGSTF | flags::DDGSTF) != 0 {
+            return e(hdr_err("PDU.FLAGS", 1, DecodeErrorKind::Invalid));
+        }
+        if plen < hlen + hd {
+            return e(hdr_err(
+                "PDU.PLEN",
+                4,
+                DecodeErrorKind::OutOfRange { value: plen as u64 },
+            ));
+        }
+        if plen > self.max_plen() {
+            let (error, _, _) = hdr_err(
+                "PDU.PLEN",
+                4,
+                DecodeErrorKind::OutOfRange { value: plen as u64 },
+            );
+            return Err(self.err(b, (error, Fes::DATA_LIMIT_EXCEEDED, 4)));
+        }
+        match t {
+            PduType::IC_REQ | PduType::IC_RESP => {
+                if plen != IC_LEN {
+                    return e(hdr_err(
+                        "PDU.PLEN",
+                        4,
+                        DecodeErrorKind::OutOfRange { value: plen as u64 },
+                    ));
+                }
+                if pdo != 0 {
+                    return e(hdr_err("PDU.PDO", 3, DecodeErrorKind::Invalid));
+                }
+            }
+            PduType::H2C_TERM_REQ | PduType::C2H_TERM_REQ => {
+                if plen > TERM_REQ_MAX_LEN {
+                    return e(hdr_err(
+                        "PDU.PLEN",
+                        4,
+                        DecodeErrorKind::OutOfRange { value: plen as u64 },
+                    ));
+                }
+            }
+            PduType::CAPSULE_RESP | PduType::R2T => {
+                if plen != hlen + hd {
+                    return e(hdr_err(
+                        "PDU.PLEN",
+                        4,
+                        DecodeErrorKind::OutOfRange { value: plen as u64 },
+                    ));
+                }
+                if pdo != 0 {
+                    return e(hdr_err("PDU.PDO", 3, DecodeErrorKind::Invalid));
+                }
+            }
+            _ => {
+                // Data-bearing: CapsuleCmd, H2CData, C2HData.
+                let has_data = plen > hlen + hd;
+                if has_data {
+                    let dd = if dg.data { DIGEST_LEN } else { 0 };
+                    if (fl & flags::DDGSTF != 0) != dg.data {
+                        return e(hdr_err("PDU.FLAGS.DDGSTF", 1, DecodeErrorKind::Invalid));
+                    }
+                    // "PDO … shall be … greater than or equal to HLEN (+ HDGST)", and
+                    // data (at least one byte) plus DDGST must fit in PLEN.
+                    if pdo < hlen + hd || pdo + dd >= plen {
+                        return e(hdr_err(
+                            "PDU.PDO",
+                            3,
+                            DecodeErrorKind::OutOfRange { value: pdo as u64 },
+                        ));
+                    }
+                } else if t == PduType::CAPSULE_CMD {
+                    if fl & flags::DDGSTF != 0 {
+                        return e(hdr_err("PDU.FLAGS.DDGSTF", 1, DecodeErrorKind::Invalid));
+                    }
+                } else {
+                    // An H2CData/C2HData PDU without data is not allowed (DATAL > 0).
+                    return e(hdr_err(
+                        "PDU.PLEN",
+                        4,
+                        DecodeErrorKind::OutOfRange { value: plen as u64 },
+                    ));
+                }
+            }
+        }
+        Ok(CommonHeader {
+            t,
+            flags: fl,
+            hlen,
+            pdo,
+            plen,
+            hd,
+        })
+    }
+
+    fn decode_whole(&self, ch: CommonHeader, bytes: Bytes) -> Result<Pdu, PduError> {
+        let b = &bytes[..];
+        // Header digest: "computed over the PDU header" (all HLEN bytes).
+        if ch.hd > 0 {
+            let expected = crc32c(&b[..ch.hlen]);
+            let got =
+                u32::from_le_bytes([b[ch.hlen], b[ch.hlen + 1], b[ch.hlen + 2], b[ch.hlen + 3]]);
+            if expected != got {
+                let error = DecodeError::at(
+                    "PDU.HDGST",
+                    ch.hlen,
+                    DecodeErrorKind::DigestMismatch {
+                        expected,
+                        actual: got,
+                    },
+                );
+                return Err(self.err(b, (error, Fes::HEADER_DIGEST_ERROR, 0)));
+            }
+        }
+        let data = if ch.t.may_carry_data() && ch.plen > ch.hlen + ch.hd {
+            let dd = if self.config.digests.data {
+                DIGEST_LEN
+            } else {
+                0
+            };
+            let end = ch.plen - dd;
+            let data = bytes.slice(ch.pdo..end);
+            if dd > 0 {
+                let expected = crc32c(&data);
+                let got = u32::from_le_bytes([b[end], b[end + 1], b[end + 2], b[end + 3]]);
+                if expected != got {
+                    let error = DecodeError::at(
+                        "PDU.DDGST",
+                        end,
+                        DecodeErrorKind::DigestMismatch {
+                            expected,
+                            actual: got,
+                        },
+                    );
+                    // Data digest errors are not fatal to the connection: the
+                    // command completes with a Transient Transport Error. The
+                    // FES here is advisory.
+                    return Err(self.err(b, (error, Fes::INVALID_HEADER_FIELD, 0)));
+                }
+            }
+            data
+        } else {
+            Bytes::new()
+        };
+        let mut r = Reader::new(&b[CH_LEN..ch.hlen]);
+        let e = |x: DecodeError| {
+            self.err(
+                b,
+                (x, Fes::INVALID_HEADER_FIELD, x.offset.unwrap_or(0) as u32),
+            )
+        };
+        let pdu = match ch.t {
+            PduType::IC_REQ => {
+                let pfv = r.u16("ICReq.PFV").map_err(e)?;
+                let hpda = r.u8("ICReq.HPDA").map_err(e)?;
+                let dgst = r.u8("ICReq.DGST").map_err(e)?;
+                let maxr2t = r.u32("ICReq.MAXR2T").map_err(e)?;
+                if hpda > 31 {
+                    return Err(e(DecodeError::at(
+                        "ICReq.HPDA",
+                        10,
+                        DecodeErrorKind::OutOfRange { value: hpda as u64 },
+                    )));
+                }
+                if dgst & !3 != 0 {
+                    return Err(e(DecodeError::at(
+                        "ICReq.DGST",
+                        11,
+                        DecodeErrorKind::ReservedNonZero,
+                    )));
+                }
+                Pdu::IcReq(IcReq {
+                    pfv,
+                    hpda,
+                    digests: Digests::from_byte(dgst),
+                    maxr2t,
+                })
+            }
+            PduType::IC_RESP => {
+                let pfv = r.u16("ICResp.PFV").map_err(e)?;
+                let cpda = r.u8("ICResp.CPDA").map_err(e)?;
+                let dgst = r.u8("ICResp.DGST").map_err(e)?;
+                let maxh2cdata = r.u32("ICResp.MAXH2CDATA").map_err(e)?;
+                if cpda > 31 {
+                    return Err(e(DecodeError::at(
+                        "ICResp.CPDA",
+                        10,
+                        DecodeErrorKind::OutOfRange { value: cpda as u64 },
+                    )));
+                }
+                if dgst & !3 != 0 {
+                    return Err(e(DecodeError::at(
+                        "ICResp.DGST",
+                        11,
+                        DecodeErrorKind::ReservedNonZero,
+                    )));
+                }
+                // "MAXH2CDATA … The minimum value is 4,096 bytes … shall be a multiple of 4".
+                if maxh2cdata < 4096 || maxh2cdata % 4 != 0 {
+                    return Err(e(DecodeError::at(
+                        "ICResp.MAXH2CDATA",
+                        12,
+                        DecodeErrorKind::OutOfRange {
+                            value: maxh2cdata as u64,
+                        },
+                    )));
+                }
+                Pdu::IcResp(IcResp {
+                    pfv,
+                    cpda,
+                    digests: Digests::from_byte(dgst),
+                    maxh2cdata,
+                })
+            }
+            PduType::H2C_TERM_REQ | PduType::C2H_TERM_REQ => {
+                let fes = Fes(r.u16("TermReq.FES").map_err(e)?);
+                let fei = r.u32("TermReq.FEI").map_err(e)?;
+                let t = TermReq {
+                    fes,
+                    fei,
+                    data: bytes.slice(ch.hlen..ch.plen),
+                };
+                if ch.t == PduType::H2C_TERM_REQ {
+                    Pdu::H2CTermReq(t)
+                } else {
+                    Pdu::C2HTermReq(t)
+                }
+            }
+            PduType::CAPSULE_CMD => {
+                let sqe = Sqe::decode(r.take("CapsuleCmd.SQE", SQE_LEN).map_err(e)?).map_err(e)?;
+                Pdu::CapsuleCmd { sqe, data }
+            }
+            PduType::CAPSULE_RESP => {
+                let cqe = Cqe::decode(r.take("CapsuleResp.CQE", CQE_LEN).map_err(e)?).map_err(e)?;
+                Pdu::CapsuleResp(cqe)
+            }
+            PduType::H2C_DATA | PduType::C2H_DATA => {
+                let cccid = r.u16("DATA.CCCID").map_err(e)?;
+                let ttag = r.u16("DATA.TTAG").map_err(e)?;
+                let offset = r.u32("DATA.DATAO").map_err(e)?;
+                let length = r.u32("DATA.DATAL").map_err(e)?;
+                // "DATAL … shall be equal to the length of the PDU DATA field".
+                if length as usize != data.len() {
+                    return Err(e(DecodeError::at(
+                        "DATA.DATAL",
+                        16,
+                        DecodeErrorKind::OutOfRange {
+                            value: length as u64,
+                        },
+                    )));
+                }
+                if offset.checked_add(length).is_none() {
+                    return Err(e(DecodeError::at(
+                        "DATA.DATAO",
+                        12,
+                        DecodeErrorKind::Overflow,
+                    )));
+                }
+                let last = ch.flags & flags::LAST_PDU != 0;
+                let success = ch.flags & flags::SUCCESS != 0;
+                if ch.t == PduType::H2C_DATA {
+                    if success {
+                        return Err(e(DecodeError::at(
+                            "PDU.FLAGS.SUCCESS",
+                            1,
+                            DecodeErrorKind::Invalid,
+                        )));
+                    }
+                    Pdu::H2CData(DataPdu {
+                        header: DataHeader {
+                            cccid,
+                            ttag,
+                            offset,
+                            length,
+                        },
+                        last,
+                        success,
+                        data,
+                    })
+                } else {
+                    // "If the SUCCESS flag is set … the LAST_PDU flag shall be set".
+                    if success && !last {
+                        return Err(e(DecodeError::at(
+                            "PDU.FLAGS.SUCCESS",
+                            1,
+                            DecodeErrorKind::Invalid,
+                        )));
+                    }
+                    Pdu::C2HData(DataPdu {
+                        header: DataHeader {
+                            cccid,
+                            ttag,
+                            offset,
+                            length,
+                        },
+                        last,
+                        success,
+                        data,
+                    })
+                }
+            }
+            PduType::R2T => {
+                let cccid = r.u16("R2T.CCCID").map_err(e)?;
+                let ttag = r.u16("R2T.TTAG").map_err(e)?;
+                let offset = r.u32("R2T.R2TO").map_err(e)?;
+                let length = r.u32("R2T.R2TL").map_err(e)?;
+                // "R2TL … shall not be zero".
+                if length == 0 {
+                    return Err(e(DecodeError::at(
+                        "R2T.R2TL",
+                        16,
+                        DecodeErrorKind::OutOfRange { value: 0 },
+                    )));
+                }
+                if offset.checked_add(length).is_none() {
+                    return Err(e(DecodeError::at(
+                        "R2T.R2TO",
+                        12,
+                        DecodeErrorKind::Overflow,
+                    )));
+                }
+                Pdu::R2t(R2t {
+                    cccid,
+                    ttag,
+                    offset,
+                    length,
+                })
+            }
+            _ => {
+                return Err(e(DecodeError::at(
+                    "PDU.PDU-TYPE",
+                    0,
+                    DecodeErrorKind::Invalid,
+                )))
+            }
+        };
+        Ok(pdu)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CommonHeader {
+    t: PduType,
+    flags: u8,
+    hlen: usize,
+    pdo: usize,
+    plen: usize,
+    hd: usize,
+}

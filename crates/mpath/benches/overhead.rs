@@ -1,0 +1,166 @@
+//! Multipath overhead, measured: the same 4 KiB random-read workload through
+//! a namespace head with one path and on the bare controller underneath it,
+//! interleaved in rounds within one run, reported as a ratio; then
+//! round-robin and queue-depth over two paths against one path.
+//!
+//! `cargo bench -p nvmp-mpath --bench overhead` (env `NVMP_BENCH_SECS` sets
+//! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nvmp_host::{Controller, ControllerOptions, IoRequest};
+use nvmp_mpath::{IoPolicy, MpathConfig, Multipath, NamespaceHead};
+use nvmp_target::{TargetConfig, TargetHandle};
+use nvmp_wire::io::ReadWrite;
+
+const NQN: &str = "nqn.2024-11.io.nvmp:bench";
+
+fn config(states: &[&str]) -> String {
+    let ports: Vec<String> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            format!(
+                r#"{{"portid": {}, "addr": {{"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": "0"}},
+                    "ana_groups": [{{"grpid": 1, "ana": {{"state": "{st}"}}}}], "subsystems": ["{NQN}"]}}"#,
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"hosts": [], "ports": [{}], "subsystems": [{{"nqn": "{NQN}", "attr": {{"allow_any_host": "1"}},
+            "namespaces": [{{"nsid": 1, "enable": 1, "ana_grpid": 1, "device": {{"size": "256M", "nguid": "6e766d70-0000-4000-8000-0000000000b1"}}}}]}}]}}"#,
+        ports.join(",")
+    )
+}
+
+enum Dev {
+    Bare(Controller, u64),
+    Head(Arc<NamespaceHead>),
+}
+
+impl Dev {
+    async fn read4k(&self, lba: u64) {
+        match self {
+            Dev::Bare(c, _) => {
+                let sqe = ReadWrite { nsid: 1, slba: lba, nlb: 8, fua: false }.read_sqe();
+                let r = c.submit(IoRequest { sqe, write: None, read_len: 4096 }).await;
+                assert!(r.status.is_success(), "{}", r.status);
+            }
+            Dev::Head(h) => {
+                h.read(lba, 8).await.expect("read");
+            }
+        }
+    }
+    fn blocks(&self) -> u64 {
+        match self {
+            Dev::Bare(_, n) => *n,
+            Dev::Head(h) => h.capacity_blocks(),
+        }
+    }
+}
+
+/// IOPS of 4 KiB random reads at `qd` for `secs`.
+async fn run(dev: Arc<Dev>, qd: usize, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut hs = vec![];
+    for w in 0..qd as u64 {
+        let (dev, stop, count) = (dev.clone(), stop.clone(), count.clone());
+        hs.push(tokio::spawn(async move {
+            let mut x = 0x2545_F491_4F6C_DD1D ^ (w + 1);
+            let n = dev.blocks() / 8;
+            while !stop.load(Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                dev.read4k((x % n) * 8).await;
+                count.fetch_add(1, Relaxed);
+            }
+        }));
+    }
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Relaxed);
+    let n = count.load(Relaxed);
+    let el = t.elapsed().as_secs_f64();
+    for h in hs {
+        h.await.unwrap();
+    }
+    n as f64 / el
+}
+
+fn opts(addr: std::net::SocketAddr) -> ControllerOptions {
+    let mut o = ControllerOptions::new(addr.ip().to_string(), addr.port(), NQN);
+    o.nr_io_queues = 2;
+    o.queue_while_reconnecting = false;
+    o
+}
+
+/// Interleave A and B in `rounds` rounds; return the median IOPS of each.
+async fn compare(a: Arc<Dev>, b: Arc<Dev>, qd: usize, secs: f64, rounds: usize) -> (f64, f64) {
+    let (mut ra, mut rb) = (vec![], vec![]);
+    run(a.clone(), qd, 0.3).await; // warm up
+    run(b.clone(), qd, 0.3).await;
+    for r in 0..rounds {
+        if r % 2 == 0 {
+            ra.push(run(a.clone(), qd, secs).await);
+            rb.push(run(b.clone(), qd, secs).await);
+        } else {
+            rb.push(run(b.clone(), qd, secs).await);
+            ra.push(run(a.clone(), qd, secs).await);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    (med(&mut ra), med(&mut rb))
+}
+
+fn main() {
+    let secs: f64 = std::env::var("NVMP_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let rounds: usize = std::env::var("NVMP_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let t = TargetHandle::start(TargetConfig::from_json(&config(&["optimized", "optimized"])).unwrap())
+            .await
+            .unwrap();
+        let (a1, a2) = (t.local_addr(1).unwrap(), t.local_addr(2).unwrap());
+
+        // One controller, used bare and as the single path of a head.
+        let c1 = Controller::connect(opts(a1)).await.unwrap();
+        let mp1 = Multipath::new(MpathConfig::default());
+        mp1.add_controller(c1.clone()).await.unwrap();
+        let head1 = mp1.head(NQN, 1).unwrap();
+        let bare = Arc::new(Dev::Bare(c1.clone(), head1.capacity_blocks()));
+        let one = Arc::new(Dev::Head(head1.clone()));
+        println!("4 KiB random read, {rounds} interleaved rounds of {secs} s, median IOPS");
+        println!("{:<34} {:>12} {:>12} {:>8}", "workload", "A IOPS", "B IOPS", "B/A");
+        for qd in [1usize, 32] {
+            let (a, b) = compare(bare.clone(), one.clone(), qd, secs, rounds).await;
+            println!("{:<34} {:>12.0} {:>12.0} {:>8.4}", format!("QD{qd}: A=bare ctrl, B=head(1 path)"), a, b, b / a);
+        }
+
+        // Two paths (two controllers, both optimized) against one path.
+        let c2 = Controller::connect(opts(a2)).await.unwrap();
+        let c1b = Controller::connect(opts(a1)).await.unwrap();
+        let mp2 = Multipath::new(MpathConfig::default());
+        mp2.add_controller(c1b).await.unwrap();
+        mp2.add_controller(c2).await.unwrap();
+        let head2 = mp2.head(NQN, 1).unwrap();
+        let two = Arc::new(Dev::Head(head2.clone()));
+        for policy in [IoPolicy::RoundRobin, IoPolicy::QueueDepth] {
+            mp2.subsystem(NQN).unwrap().set_iopolicy(policy);
+            for qd in [1usize, 32] {
+                let (a, b) = compare(one.clone(), two.clone(), qd, secs, rounds).await;
+                println!("{:<34} {:>12.0} {:>12.0} {:>8.4}", format!("QD{qd}: A=1 path, B=2 paths {policy}"), a, b, b / a);
+            }
+        }
+        mp1.shutdown().await;
+        mp2.shutdown().await;
+        t.shutdown().await;
+    });
+}

@@ -45,8 +45,20 @@ impl Dev {
     async fn read4k(&self, lba: u64) {
         match self {
             Dev::Bare(c, _) => {
-                let sqe = ReadWrite { nsid: 1, slba: lba, nlb: 8, fua: false }.read_sqe();
-                let r = c.submit(IoRequest { sqe, write: None, read_len: 4096 }).await;
+                let sqe = ReadWrite {
+                    nsid: 1,
+                    slba: lba,
+                    nlb: 8,
+                    fua: false,
+                }
+                .read_sqe();
+                let r = c
+                    .submit(IoRequest {
+                        sqe,
+                        write: None,
+                        read_len: 4096,
+                    })
+                    .await;
                 assert!(r.status.is_success(), "{}", r.status);
             }
             Dev::Head(h) => {
@@ -121,13 +133,25 @@ async fn compare(a: Arc<Dev>, b: Arc<Dev>, qd: usize, secs: f64, rounds: usize) 
 }
 
 fn main() {
-    let secs: f64 = std::env::var("NVMP_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let rounds: usize = std::env::var("NVMP_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let secs: f64 = std::env::var("NVMP_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let rounds: usize = std::env::var("NVMP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let t = TargetHandle::start(TargetConfig::from_json(&config(&["optimized", "optimized"])).unwrap())
-            .await
-            .unwrap();
+        let t = TargetHandle::start(
+            TargetConfig::from_json(&config(&["optimized", "optimized"])).unwrap(),
+        )
+        .await
+        .unwrap();
         let (a1, a2) = (t.local_addr(1).unwrap(), t.local_addr(2).unwrap());
 
         // One controller, used bare and as the single path of a head.
@@ -138,10 +162,19 @@ fn main() {
         let bare = Arc::new(Dev::Bare(c1.clone(), head1.capacity_blocks()));
         let one = Arc::new(Dev::Head(head1.clone()));
         println!("4 KiB random read, {rounds} interleaved rounds of {secs} s, median IOPS");
-        println!("{:<34} {:>12} {:>12} {:>8}", "workload", "A IOPS", "B IOPS", "B/A");
+        println!(
+            "{:<34} {:>12} {:>12} {:>8}",
+            "workload", "A IOPS", "B IOPS", "B/A"
+        );
         for qd in [1usize, 32] {
             let (a, b) = compare(bare.clone(), one.clone(), qd, secs, rounds).await;
-            println!("{:<34} {:>12.0} {:>12.0} {:>8.4}", format!("QD{qd}: A=bare ctrl, B=head(1 path)"), a, b, b / a);
+            println!(
+                "{:<34} {:>12.0} {:>12.0} {:>8.4}",
+                format!("QD{qd}: A=bare ctrl, B=head(1 path)"),
+                a,
+                b,
+                b / a
+            );
         }
 
         // Two paths (two controllers, both optimized) against one path.
@@ -156,7 +189,13 @@ fn main() {
             mp2.subsystem(NQN).unwrap().set_iopolicy(policy);
             for qd in [1usize, 32] {
                 let (a, b) = compare(one.clone(), two.clone(), qd, secs, rounds).await;
-                println!("{:<34} {:>12.0} {:>12.0} {:>8.4}", format!("QD{qd}: A=1 path, B=2 paths {policy}"), a, b, b / a);
+                println!(
+                    "{:<34} {:>12.0} {:>12.0} {:>8.4}",
+                    format!("QD{qd}: A=1 path, B=2 paths {policy}"),
+                    a,
+                    b,
+                    b / a
+                );
             }
         }
         mp1.shutdown().await;

@@ -19,13 +19,19 @@ async fn anatt_expiry_resets_the_controller() {
     let mut states = p0.ctrl.ctrl.watch_state();
     let start = Instant::now();
     t.set_ana(1, 1, AnaState::CHANGE).unwrap();
-    wait_until("change state seen", Duration::from_secs(5), || p0.ana_state() == AnaState::CHANGE).await;
+    wait_until("change state seen", Duration::from_secs(5), || {
+        p0.ana_state() == AnaState::CHANGE
+    })
+    .await;
     // The I/O path keeps working on the other path meanwhile.
     head.read(0, 1).await.unwrap();
     let reset = tokio::time::timeout(Duration::from_secs(2 * anatt + 5), async {
         loop {
             states.changed().await.unwrap();
-            if matches!(*states.borrow(), CtrlState::Resetting | CtrlState::Connecting) {
+            if matches!(
+                *states.borrow(),
+                CtrlState::Resetting | CtrlState::Connecting
+            ) {
                 return start.elapsed();
             }
         }
@@ -33,10 +39,18 @@ async fn anatt_expiry_resets_the_controller() {
     .await
     .expect("controller reset after 2 x ANATT");
     eprintln!("controller reset {reset:?} after the group entered change (ANATT {anatt} s)");
-    assert!(reset >= Duration::from_secs(2 * anatt) - Duration::from_millis(200), "{reset:?}");
+    assert!(
+        reset >= Duration::from_secs(2 * anatt) - Duration::from_millis(200),
+        "{reset:?}"
+    );
     // The group leaves the change state; after the reconnect the path is optimized again.
     t.set_ana(1, 1, AnaState::OPTIMIZED).unwrap();
-    wait_until("path optimized after reconnect", Duration::from_secs(10), || p0.view().is_optimized()).await;
+    wait_until(
+        "path optimized after reconnect",
+        Duration::from_secs(10),
+        || p0.view().is_optimized(),
+    )
+    .await;
     mp.shutdown().await;
     t.shutdown().await;
 }

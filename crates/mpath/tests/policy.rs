@@ -10,10 +10,27 @@ use common::*;
 use nvmp_mpath::{IoPolicy, MpathConfig, Multipath};
 use nvmp_target::Fault;
 
-async fn both_optimized() -> (nvmp_target::TargetHandle, Multipath, std::sync::Arc<nvmp_mpath::NamespaceHead>) {
+async fn both_optimized() -> (
+    nvmp_target::TargetHandle,
+    Multipath,
+    std::sync::Arc<nvmp_mpath::NamespaceHead>,
+) {
     init_tracing();
-    let ports = [PortDef { id: 1, group1: "optimized" }, PortDef { id: 2, group1: "optimized" }];
-    let (t, addrs) = start_target(&TargetDef { ports: &ports, ..Default::default() }).await;
+    let ports = [
+        PortDef {
+            id: 1,
+            group1: "optimized",
+        },
+        PortDef {
+            id: 2,
+            group1: "optimized",
+        },
+    ];
+    let (t, addrs) = start_target(&TargetDef {
+        ports: &ports,
+        ..Default::default()
+    })
+    .await;
     let mp = Multipath::new(MpathConfig::default());
     for a in &addrs {
         connect(&mp, path_opts(*a, NQN)).await;
@@ -23,7 +40,10 @@ async fn both_optimized() -> (nvmp_target::TargetHandle, Multipath, std::sync::A
 }
 
 fn ios(head: &nvmp_mpath::NamespaceHead) -> Vec<u64> {
-    head.paths().iter().map(|p| p.stats.ios.load(Relaxed)).collect()
+    head.paths()
+        .iter()
+        .map(|p| p.stats.ios.load(Relaxed))
+        .collect()
 }
 
 fn delta(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -56,7 +76,14 @@ async fn numa_sticks_round_robin_alternates_queue_depth_avoids_the_slow_path() {
 
     // queue-depth: with port 1 slowed down by 30 ms, concurrent I/O goes mostly to port 2.
     sub.set_iopolicy(IoPolicy::QueueDepth);
-    t.set_fault(1, Fault { delay_ms: Some(30), ..Default::default() }).unwrap();
+    t.set_fault(
+        1,
+        Fault {
+            delay_ms: Some(30),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let b = ios(&head);
     let mut hs = vec![];
     for w in 0..8u64 {
@@ -84,7 +111,9 @@ async fn numa_sticks_round_robin_alternates_queue_depth_avoids_the_slow_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_prefers_optimized_over_non_optimized() {
     let (_t, _a, mp, head) = setup_two_paths().await;
-    mp.subsystem(NQN).unwrap().set_iopolicy(IoPolicy::RoundRobin);
+    mp.subsystem(NQN)
+        .unwrap()
+        .set_iopolicy(IoPolicy::RoundRobin);
     let b = ios(&head);
     for i in 0..40 {
         head.read(i, 1).await.unwrap();

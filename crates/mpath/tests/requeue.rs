@@ -19,13 +19,24 @@ async fn requeued_while_reconnecting_and_released_on_reconnect() {
     t.port_down(2).unwrap();
     let h2 = head.clone();
     let pending = tokio::spawn(async move { h2.read(5, 1).await });
-    wait_until("the read waits in the requeue list", Duration::from_secs(5), || head.stats.waiting.load(Relaxed) == 1).await;
+    wait_until(
+        "the read waits in the requeue list",
+        Duration::from_secs(5),
+        || head.stats.waiting.load(Relaxed) == 1,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(!pending.is_finished(), "still waiting while controllers reconnect");
+    assert!(
+        !pending.is_finished(),
+        "still waiting while controllers reconnect"
+    );
     let snap = mp.snapshot();
     assert_eq!(snap[0].heads[0].waiting, 1);
     t.port_up(2).unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), pending).await.expect("released").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("released")
+        .unwrap();
     assert_eq!(got.unwrap(), data);
     assert_eq!(head.stats.waiting.load(Relaxed), 0);
     let longest = head.stats.longest_wait_us.load(Relaxed);
@@ -36,7 +47,10 @@ async fn requeued_while_reconnecting_and_released_on_reconnect() {
     t.shutdown().await;
 }
 
-async fn fail_when_no_controller_can_come_back(ctrl_loss_tmo_s: u64, fast_io_fail_tmo_s: Option<u64>) -> Duration {
+async fn fail_when_no_controller_can_come_back(
+    ctrl_loss_tmo_s: u64,
+    fast_io_fail_tmo_s: Option<u64>,
+) -> Duration {
     init_tracing();
     let (t, addrs) = start_target(&TargetDef::default()).await;
     let mp = Multipath::new(MpathConfig::default());
@@ -51,7 +65,10 @@ async fn fail_when_no_controller_can_come_back(ctrl_loss_tmo_s: u64, fast_io_fai
     t.port_down(1).unwrap();
     t.port_down(2).unwrap();
     let start = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(30), head.read(0, 1)).await.expect("bounded wait").unwrap_err();
+    let e = tokio::time::timeout(Duration::from_secs(30), head.read(0, 1))
+        .await
+        .expect("bounded wait")
+        .unwrap_err();
     let took = start.elapsed();
     assert_eq!(e.status.code, StatusCode::HOST_PATHING_ERROR);
     assert!(e.status.dnr);
@@ -63,20 +80,31 @@ async fn fail_when_no_controller_can_come_back(ctrl_loss_tmo_s: u64, fast_io_fai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_after_ctrl_loss_tmo() {
     let took = fail_when_no_controller_can_come_back(2, None).await;
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(6), "failed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "failed after {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_after_fast_io_fail_tmo() {
     let took = fail_when_no_controller_can_come_back(60, Some(1)).await;
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "failed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "failed after {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requeue_timeout_bounds_the_wait() {
     init_tracing();
     let (t, addrs) = start_target(&TargetDef::default()).await;
-    let cfg = MpathConfig { requeue: nvmp_mpath::RequeuePolicy { timeout: Some(Duration::from_millis(800)) }, ..Default::default() };
+    let cfg = MpathConfig {
+        requeue: nvmp_mpath::RequeuePolicy {
+            timeout: Some(Duration::from_millis(800)),
+        },
+        ..Default::default()
+    };
     let mp = Multipath::new(cfg);
     for a in &addrs {
         connect(&mp, path_opts(*a, NQN)).await;

@@ -1,0 +1,124 @@
+//! Test support shared by nvmp's crates: a guard around `../shared/linux-peer`,
+//! the real Linux kernel NVMe/TCP stack in a QEMU VM.
+//!
+//! The interop tests run in the normal suite. They are skipped only when
+//! `NVMP_SKIP_LINUX_PEER=1` (documented in the README; CI never sets it);
+//! otherwise a missing or broken VM fails the test.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Whether the Linux interop tests are to be skipped (and say so).
+pub fn skip_linux_peer(test: &str) -> bool {
+    if std::env::var("NVMP_SKIP_LINUX_PEER").as_deref() == Ok("1") {
+        eprintln!("{test}: SKIPPED (NVMP_SKIP_LINUX_PEER=1)");
+        true
+    } else {
+        false
+    }
+}
+
+/// The linux-peer script: `$NVMP_LINUX_PEER`, else `../shared/linux-peer/linux-peer` beside the checkout.
+pub fn linux_peer_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NVMP_LINUX_PEER") {
+        return p.into();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/linux-peer/linux-peer")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// How the VM is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Kernel nvmet target (subsystem `nqn.2024-01.io.example:peer`, NSID 1 and 2, ports 4420/4421).
+    Target,
+    /// Kernel nvme-tcp host with native multipath.
+    Host,
+}
+
+/// A running linux-peer instance; stopped when dropped.
+#[derive(Debug)]
+pub struct LinuxPeer {
+    bin: PathBuf,
+    instance: String,
+    /// Host-side ports: control agent, port 1 (guest 4420), port 2 (guest 4421).
+    pub ports: [u16; 3],
+}
+
+impl LinuxPeer {
+    /// Boot a VM (instance name unique per test binary), on free ports.
+    pub fn start(instance: &str, mode: PeerMode) -> LinuxPeer {
+        let bin = linux_peer_bin();
+        assert!(
+            bin.exists(),
+            "linux-peer not found at {} (set NVMP_LINUX_PEER, or NVMP_SKIP_LINUX_PEER=1 to skip)",
+            bin.display()
+        );
+        let p = LinuxPeer {
+            bin,
+            instance: instance.into(),
+            ports: [free_port(), free_port(), free_port()],
+        };
+        let _ = p.cmd(&["stop"]);
+        let flag = match mode {
+            PeerMode::Target => "--target",
+            PeerMode::Host => "--host",
+        };
+        p.run(&["start", flag]);
+        p
+    }
+
+    /// Run `linux-peer -n INSTANCE ARGS…` with this instance's ports.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(["-n", &self.instance])
+            .args(args)
+            .env("LINUX_PEER_CTL_PORT", self.ports[0].to_string())
+            .env("LINUX_PEER_PORT1", self.ports[1].to_string())
+            .env("LINUX_PEER_PORT2", self.ports[2].to_string())
+            .output()
+            .expect("run linux-peer")
+    }
+
+    /// Like [`cmd`](Self::cmd), panicking (with its output) if it fails; returns stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "linux-peer {args:?} failed ({}):\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Run a shell snippet in the guest; returns (exit code, stdout, stderr).
+    pub fn exec(&self, script: &str) -> (i32, String, String) {
+        let o = self.cmd(&["exec", "--", script]);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// The serial console log (for failure reports).
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["console"]).stdout).into_owned()
+    }
+}
+
+impl Drop for LinuxPeer {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["stop"]);
+    }
+}

@@ -95,19 +95,29 @@ fn numa(paths: &[PathView], current: Option<usize>) -> Option<usize> {
 
 /// The nearest optimized path, else the nearest non-optimized one; ties go to the first.
 pub fn nearest(paths: &[PathView]) -> Option<usize> {
-    let mut best_opt: Option<(u32, usize)> = None;
-    let mut best_non: Option<(u32, usize)> = None;
+    best_by(paths, |p| p.distance as usize)
+}
+
+/// The usable path with the smallest `key`, optimized paths first; ties go
+/// to the first. Stops early at an optimized path with key 0.
+fn best_by(paths: &[PathView], key: impl Fn(&PathView) -> usize) -> Option<usize> {
+    let mut best_opt: Option<(usize, usize)> = None;
+    let mut best_non: Option<(usize, usize)> = None;
     for (i, p) in paths.iter().enumerate() {
         if !p.is_usable() {
             continue;
         }
+        let k = key(p);
         let slot = if p.ana == AnaState::OPTIMIZED {
             &mut best_opt
         } else {
             &mut best_non
         };
-        if slot.is_none_or(|(d, _)| p.distance < d) {
-            *slot = Some((p.distance, i));
+        if slot.is_none_or(|(d, _)| k < d) {
+            *slot = Some((k, i));
+        }
+        if best_opt.is_some_and(|(d, _)| d == 0) {
+            break;
         }
     }
     best_opt.or(best_non).map(|(_, i)| i)
@@ -147,25 +157,7 @@ fn round_robin(paths: &[PathView], current: Option<usize>) -> Option<usize> {
 /// The optimized path with the fewest outstanding commands, else the
 /// non-optimized one with the fewest.
 fn queue_depth(paths: &[PathView]) -> Option<usize> {
-    let mut best_opt: Option<(usize, usize)> = None;
-    let mut best_non: Option<(usize, usize)> = None;
-    for (i, p) in paths.iter().enumerate() {
-        if !p.is_usable() {
-            continue;
-        }
-        let slot = if p.ana == AnaState::OPTIMIZED {
-            &mut best_opt
-        } else {
-            &mut best_non
-        };
-        if slot.is_none_or(|(d, _)| p.depth < d) {
-            *slot = Some((p.depth, i));
-        }
-        if best_opt.is_some_and(|(d, _)| d == 0) {
-            break;
-        }
-    }
-    best_opt.or(best_non).map(|(_, i)| i)
+    best_by(paths, |p| p.depth)
 }
 
 #[cfg(test)]

@@ -189,12 +189,25 @@ async fn a_timeout_on_a_black_holed_path_fails_over() {
     let data = Bytes::from(block_pattern(9, 3, 512));
     head.write(9, data.clone(), false).await.unwrap();
     // Port 1 keeps its TCP connections open but stops answering.
-    t.set_fault(1, Fault { black_hole: Some(true), ..Default::default() }).unwrap();
+    t.set_fault(
+        1,
+        Fault {
+            black_hole: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let start = std::time::Instant::now();
-    let got = head.read(9, 1).await.expect("served by port 2 after the timeout");
+    let got = head
+        .read(9, 1)
+        .await
+        .expect("served by port 2 after the timeout");
     let took = start.elapsed();
     assert_eq!(got, data);
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     assert_eq!(head.stats.failovers.load(Relaxed), 1);
     assert_eq!(head.paths()[0].stats.failovers.load(Relaxed), 1);
     t.clear_faults(1).unwrap();

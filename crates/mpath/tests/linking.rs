@@ -143,23 +143,39 @@ async fn namespaces_come_and_go_at_run_time() {
         nsid: 2,
         enable: true,
         ana_grpid: 1,
-        device: DeviceSpec::Ram { size: 8 << 20, block_size: 4096 },
+        device: DeviceSpec::Ram {
+            size: 8 << 20,
+            block_size: 4096,
+        },
         nguid: Some(nguid),
         uuid: Some(nguid),
     };
     t.add_namespace(NQN, ns).unwrap();
     // The namespace-attribute-changed event makes every controller rescan.
-    wait_until("head for NSID 2 with two paths", std::time::Duration::from_secs(5), || {
-        mp.head(NQN, 2).is_some_and(|h| h.paths().len() == 2)
-    })
+    wait_until(
+        "head for NSID 2 with two paths",
+        std::time::Duration::from_secs(5),
+        || mp.head(NQN, 2).is_some_and(|h| h.paths().len() == 2),
+    )
     .await;
     let h2 = mp.head(NQN, 2).unwrap();
     assert_eq!(h2.block_size(), 4096);
     assert_eq!(h2.capacity_bytes(), 8 << 20);
-    h2.write(1, bytes::Bytes::from(vec![7u8; 4096]), false).await.unwrap();
+    h2.write(1, bytes::Bytes::from(vec![7u8; 4096]), false)
+        .await
+        .unwrap();
     t.remove_namespace(NQN, 2).unwrap();
-    wait_until("head for NSID 2 gone", std::time::Duration::from_secs(5), || mp.head(NQN, 2).is_none()).await;
-    assert_eq!(mp.head(NQN, 1).unwrap().paths().len(), 2, "NSID 1 untouched");
+    wait_until(
+        "head for NSID 2 gone",
+        std::time::Duration::from_secs(5),
+        || mp.head(NQN, 2).is_none(),
+    )
+    .await;
+    assert_eq!(
+        mp.head(NQN, 1).unwrap().paths().len(),
+        2,
+        "NSID 1 untouched"
+    );
     mp.shutdown().await;
     t.shutdown().await;
 }

@@ -1,0 +1,244 @@
+//! `nvmp target …`: run a target from an nvmetcli JSON file, and control a
+//! running one through its control socket.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::TargetConfig;
+use crate::control::socket::{self, Request};
+use crate::control::{FailNext, TargetHandle};
+
+/// Subcommands of `nvmp target`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TargetCommand {
+    /// Run a target in the foreground (SIGINT/SIGTERM stop it cleanly).
+    Run {
+        /// nvmetcli JSON configuration.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Unix control socket to serve.
+        #[arg(long)]
+        control: Option<PathBuf>,
+    },
+    /// Change an ANA group's state on a port.
+    Ana {
+        #[arg(long)]
+        control: PathBuf,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        group: u32,
+        /// optimized, non-optimized, inaccessible, persistent-loss, change
+        #[arg(long)]
+        state: String,
+    },
+    /// Take a port down (close listener and connections) or bring it up.
+    Port {
+        #[arg(long)]
+        control: PathBuf,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, conflicts_with = "up", required_unless_present = "up")]
+        down: bool,
+        #[arg(long)]
+        up: bool,
+    },
+    /// Show ports, subsystems, controllers, namespaces, ANA states, counters.
+    Status {
+        #[arg(long)]
+        control: PathBuf,
+        #[arg(short = 'o', long = "output-format", value_enum, default_value_t = OutputFormat::Normal)]
+        output: OutputFormat,
+    },
+    /// Fault injection on a port.
+    Fault(FaultArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Normal,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    #[arg(long)]
+    pub control: PathBuf,
+    #[arg(long)]
+    pub port: u16,
+    /// Delay every response by this many milliseconds (0 = off).
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+    /// Stop answering (keep TCP open): on / off.
+    #[arg(long)]
+    pub black_hole: Option<bool>,
+    /// Fail the next N I/O commands…
+    #[arg(long)]
+    pub fail_next: Option<u32>,
+    /// …with this status (SCT<<8|SC, e.g. 0x302 or 770).
+    #[arg(long, value_parser = parse_status, default_value = "0x6")]
+    pub status: u16,
+    /// …and set DNR.
+    #[arg(long)]
+    pub dnr: bool,
+    /// Clear every fault on the port.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+fn parse_status(s: &str) -> Result<u16, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a status code"))
+}
+
+async fn call(control: &std::path::Path, req: Request) -> anyhow::Result<socket::Response> {
+    let r = socket::request(control, &req).await?;
+    if !r.ok {
+        anyhow::bail!("{}", r.error.unwrap_or_else(|| "request failed".into()));
+    }
+    Ok(r)
+}
+
+/// Run a `nvmp target …` subcommand.
+pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
+    match cmd {
+        TargetCommand::Run { config, control } => run(config, control).await,
+        TargetCommand::Ana {
+            control,
+            port,
+            group,
+            state,
+        } => {
+            call(&control, Request::Ana { port, group, state }).await?;
+            Ok(())
+        }
+        TargetCommand::Port {
+            control,
+            port,
+            down,
+            up: _,
+        } => {
+            let req = if down {
+                Request::PortDown { port }
+            } else {
+                Request::PortUp { port }
+            };
+            call(&control, req).await?;
+            Ok(())
+        }
+        TargetCommand::Status { control, output } => {
+            let r = call(&control, Request::Status).await?;
+            let st = r.status.context("no status in response")?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                OutputFormat::Normal => print_status(&st),
+            }
+            Ok(())
+        }
+        TargetCommand::Fault(f) => {
+            let req = if f.clear {
+                Request::ClearFaults { port: f.port }
+            } else {
+                Request::Fault {
+                    port: f.port,
+                    delay_ms: f.delay_ms,
+                    black_hole: f.black_hole,
+                    fail_next: f.fail_next.map(|count| FailNext {
+                        count,
+                        status: f.status,
+                        dnr: f.dnr,
+                    }),
+                }
+            };
+            call(&f.control, req).await?;
+            Ok(())
+        }
+    }
+}
+
+fn print_status(st: &crate::control::TargetStatus) {
+    for p in &st.ports {
+        println!(
+            "port {} {}:{} {} listening={} subsystems={:?}",
+            p.portid,
+            p.traddr,
+            p.trsvcid,
+            if p.up { "up" } else { "down" },
+            p.listening.as_deref().unwrap_or("-"),
+            p.subsystems
+        );
+        for g in &p.ana_groups {
+            println!(
+                "  ana group {} {} (change count {})",
+                g.grpid, g.state, g.change_count
+            );
+        }
+        let c = &p.counters;
+        println!(
+            "  io: reads {} ({} B) writes {} ({} B) flushes {} other {} errors {}",
+            c.reads, c.read_bytes, c.writes, c.write_bytes, c.flushes, c.other_io, c.errors
+        );
+    }
+    for s in &st.subsystems {
+        println!("subsystem {} allow_any_host={}", s.nqn, s.allow_any_host);
+        for n in &s.namespaces {
+            println!(
+                "  ns {} group {} {} bytes bs {} nguid {} {}",
+                n.nsid, n.ana_grpid, n.size_bytes, n.block_size, n.nguid, n.backend
+            );
+        }
+        for c in &s.controllers {
+            println!(
+                "  ctrl {} port {} {:?} host {} io_queues {}",
+                c.cntlid, c.port, c.state, c.hostnqn, c.io_queues
+            );
+        }
+    }
+}
+
+/// `run`: load the config (refused before anything listens if invalid),
+/// serve until SIGINT/SIGTERM.
+async fn run(config: PathBuf, control: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg =
+        TargetConfig::load(&config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let h = TargetHandle::start(cfg).await?;
+    let ctl = control.clone().map(|p| {
+        let h = h.clone();
+        tokio::spawn(async move {
+            if let Err(e) = socket::serve(h, &p).await {
+                tracing::error!(error = %e, "control socket failed");
+            }
+        })
+    });
+    tracing::info!("target running");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    if let Some(t) = ctl {
+        t.abort();
+    }
+    if let Some(p) = control {
+        let _ = std::fs::remove_file(p);
+    }
+    h.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! One NVMe/TCP queue (one TCP connection), sans I/O: bytes in, PDUs and
+//! backend operations out. ICReq/ICResp, Connect, capsules with in-capsule
+//! data, R2T/H2CData for larger writes, C2HData for reads, TermReq on fatal
+//! errors, and the timers (keep-alive, stalled PDU, connect timeout).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use nvmp_wire::pdu::{DataHeader, DataPdu, EncodeOptions, Fes, IcResp, R2t, TermReq};
+use nvmp_wire::sqe::{DataDirection, SglId};
+use nvmp_wire::{Cqe, Pdu, PduConfig, PduDecoder, PduError, Role, Sqe, StatusCode};
+
+use super::state::{ConnId, ConnSignal, PortCounters, PortFaults, Shared};
+use super::{admin, connect, io};
+use crate::backend::IoResult;
+
+pub use super::types::*;
+
+#[derive(Debug)]
+struct PendingWrite {
+    cid: u16,
+    sqe: Sqe,
+    buf: BytesMut,
+    total: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    /// Expected controller-to-host data length.
+    read_len: u32,
+    /// SGL length (bytes moved either way).
+    xfer_len: u32,
+    kind: io::IoKind,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitIcReq,
+    Ready,
+    Closed,
+}
+
+/// One queue's state machine.
+pub struct Queue {
+    shared: Arc<Shared>,
+    signal: Arc<ConnSignal>,
+    ctx: Ctx,
+    phase: Phase,
+    decoder: PduDecoder,
+    enc: EncodeOptions,
+    bound: Option<Bound>,
+    inflight: HashMap<u16, Inflight>,
+    r2t: HashMap<u16, PendingWrite>,
+    next_ttag: u16,
+    created: Instant,
+    partial_since: Option<Instant>,
+    counters: Arc<PortCounters>,
+    faults: Arc<PortFaults>,
+}
+
+impl Queue {
+    /// A new connection on `port` (already registered in the state).
+    pub fn new(
+        shared: Arc<Shared>,
+        conn: ConnId,
+        signal: Arc<ConnSignal>,
+        port: u16,
+        local_addr: Option<SocketAddr>,
+        limits: Limits,
+        now: Instant,
+    ) -> Self {
+        let (counters, faults) = {
+            let st = shared.lock();
+            st.ports
+                .get(&port)
+                .map(|p| (p.counters.clone(), p.faults.clone()))
+                .unwrap_or_default()
+        };
+        let max_data = limits
+            .maxh2cdata
+            .max(limits.inline_data_size)
+            .max(ADMIN_INLINE_DATA_SIZE);
+        Self {
+            shared,
+            signal,
+            ctx: Ctx {
+                port,
+                conn,
+                local_addr,
+                limits,
+            },
+            phase: Phase::AwaitIcReq,
+            decoder: PduDecoder::new(PduConfig::initial(Role::Controller, max_data)),
+            enc: EncodeOptions::default(),
+            bound: None,
+            inflight: HashMap::new(),
+            r2t: HashMap::new(),
+            next_ttag: 0,
+            created: now,
+            partial_since: None,
+            counters,
+            faults,
+        }
+    }
+
+    pub fn encode_options(&self) -> EncodeOptions {
+        self.enc
+    }
+    pub fn bound(&self) -> Option<&Bound> {
+        self.bound.as_ref()
+    }
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+    pub fn port(&self) -> u16 {
+        self.ctx.port
+    }
+
+    /// Feed received bytes; whole PDUs are taken from the front of `buf`.
+    pub fn on_bytes(&mut self, buf: &mut BytesMut, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut progressed = false;
+        while self.phase != Phase::Closed {
+            match self.decoder.decode(buf) {
+                Ok(Some(pdu)) => {
+                    progressed = true;
+                    self.on_pdu(pdu, now, &mut out)
+                }
+                Ok(None) => break,
+                Err(e) => self.on_pdu_error(e, &mut out),
+            }
+        }
+        // The stall timer measures how long one PDU takes to arrive: it
+        // restarts whenever a whole PDU was taken.
+        self.partial_since = if buf.is_empty() || self.phase == Phase::Closed {
+            None
+        } else if progressed {
+            Some(now)
+        } else {
+            self.partial_since.or(Some(now))
+        };
+        out
+    }
+
+    fn on_pdu_error(&mut self, e: PduError, out: &mut Vec<Output>) {
+        // A data digest error is not fatal: the command fails with a
+        // Transient Transport Error (the PDU was consumed whole).
+        if e.error.field == "PDU.DDGST" {
+            tracing::warn!(port = self.ctx.port, error = %e, "data digest error");
+            let cid = match e.header.first().copied() {
+                Some(0x04) if e.header.len() >= 12 => {
+                    u16::from_le_bytes([e.header[10], e.header[11]])
+                }
+                Some(0x06) if e.header.len() >= 10 => {
+                    let cccid = u16::from_le_bytes([e.header[8], e.header[9]]);
+                    let ttag = u16::from_le_bytes([e.header[10], e.header[11]]);
+                    self.r2t.remove(&ttag);
+                    cccid
+                }
+                _ => return self.fatal(e.fes, e.fei, e.header, out),
+            };
+            let c = Completion::err(StatusCode::TRANSIENT_TRANSPORT_ERROR);
+            if self.inflight.contains_key(&cid) {
+                self.complete(cid, c, out);
+            } else {
+                self.send_cqe(cid, c, out);
+            }
+            return;
+        }
+        tracing::warn!(port = self.ctx.port, error = %e, "malformed PDU, terminating connection");
+        self.fatal(e.fes, e.fei, e.header, out);
+    }
+
+    /// Send a C2HTermReq and close: "the receiver shall … send a TermReq … and close".
+    fn fatal(&mut self, fes: Fes, fei: u32, header: Bytes, out: &mut Vec<Output>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let data = header.slice(..header.len().min(128));
+        out.push(Output::Send(Pdu::C2HTermReq(TermReq { fes, fei, data })));
+        out.push(Output::Close);
+        self.phase = Phase::Closed;
+    }
+
+    fn close(&mut self, out: &mut Vec<Output>) {
+        if self.phase != Phase::Closed {
+            out.push(Output::Close);
+            self.phase = Phase::Closed;
+        }
+    }
+
+    fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut Vec<Output>) {
+        if self.faults.black_hole.load(Ordering::Relaxed) && self.phase == Phase::Ready {
+            return; // fault injection: swallow everything, answer nothing
+        }
+        match (&self.phase, pdu) {
+            (Phase::AwaitIcReq, Pdu::IcReq(ic)) => {
+                // "PFV … shall be 0h"; anything else is an unsupported parameter.
+                if ic.pfv != 0 {
+                    let hdr = Bytes::from(vec![0u8; 8]);
+                    return self.fatal(Fes::UNSUPPORTED_PARAMETER, 8, hdr, out);
+                }
+                let digests = ic.digests;
+                self.decoder.config.digests = digests;
+                self.enc = EncodeOptions {
+                    digests,
+                    pda: ic.hpda,
+                };
+                self.phase = Phase::Ready;
+                out.push(Output::Send(Pdu::IcResp(IcResp {
+                    pfv: 0,
+                    cpda: 0,
+                    digests,
+                    maxh2cdata: self.ctx.limits.maxh2cdata,
+                })));
+            }
+            (Phase::AwaitIcReq, _) | (Phase::Ready, Pdu::IcReq(_)) => {
+                // "PDU Sequence Error": an IC PDU out of place, or anything before ICReq.
+                self.fatal(Fes::PDU_SEQUENCE_ERROR, 0, Bytes::new(), out);
+            }
+            (Phase::Ready, Pdu::H2CTermReq(t)) => {
+                tracing::info!(
+                    port = self.ctx.port,
+                    fes = t.fes.0,
+                    "host terminated the connection"
+                );
+                self.close(out);
+            }
+            (Phase::Ready, Pdu::CapsuleCmd { sqe, data }) => self.on_capsule(sqe, data, now, out),
+            (Phase::Ready, Pdu::H2CData(d)) => self.on_h2c_data(d, now, out),
+            (Phase::Ready, _) => self.fatal(Fes::INVALID_HEADER_FIELD, 0, Bytes::new(), out),
+            (Phase::Closed, _) => {}
+        }
+    }
+
+    fn on_capsule(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut Vec<Output>) {
+        let cid = sqe.cid;
+        if self.inflight.contains_key(&cid) {
+            return self.send_cqe(cid, Completion::err_dnr(StatusCode::CID_CONFLICT), out);
+        }
+        let depth = self.bound.as_ref().map_or(1, |b| b.sqsize as usize + 1);
+        if self.inflight.len() >= depth.max(1) {
+            // The host exceeded the queue size it asked for.
+            return self.send_cqe(cid, Completion::err(StatusCode::INTERNAL_ERROR), out);
+        }
+        let dir = sqe.data_direction();
+        let sgl = sqe.dptr;
+        let read_len = if dir == DataDirection::ControllerToHost {
+            sgl.length
+        } else {
+            0
+        };
+        if sgl.length > self.ctx.limits.mdts_bytes {
+            return self.send_cqe(
+                cid,
+                Completion::err_dnr(StatusCode::SGL_DATA_LENGTH_INVALID),
+                out,
+            );
+        }
+        self.inflight.insert(
+            cid,
+            Inflight {
+                read_len,
+                xfer_len: sgl.length,
+                kind: io::IoKind::of(&sqe, self.bound.as_ref()),
+            },
+        );
+        if !data.is_empty() {
+            // In-capsule data: "SGL Data Block descriptor … Offset subtype".
+            let limit = match &self.bound {
+                Some(b) if b.qid > 0 => self.ctx.limits.inline_data_size,
+                _ => ADMIN_INLINE_DATA_SIZE,
+            };
+            if sgl.sgl_id() != SglId::DATA_BLOCK_OFFSET
+                || sgl.address != 0
+                || sgl.length as usize != data.len()
+                || dir != DataDirection::HostToController
+            {
+                return self.complete(
+                    cid,
+                    Completion::err_dnr(StatusCode::SGL_DATA_LENGTH_INVALID),
+                    out,
+                );
+            }
+            if data.len() > limit as usize {
+                return self.complete(
+                    cid,
+                    Completion::err_dnr(StatusCode::SGL_DATA_LENGTH_INVALID),
+                    out,
+                );
+            }
+            return self.execute(sqe, data, now, out);
+        }
+        if dir == DataDirection::HostToController && sgl.length > 0 {
+            if sgl.sgl_id() != SglId::TRANSPORT_DATA_BLOCK {
+                return self.complete(cid, Completion::err_dnr(StatusCode::SGL_TYPE_INVALID), out);
+            }
+            // Ask for the data with one R2T.
+            let ttag = self.alloc_ttag();
+            self.r2t.insert(
+                ttag,
+                PendingWrite {
+                    cid,
+                    sqe,
+                    buf: BytesMut::with_capacity(sgl.length as usize),
+                    total: sgl.length,
+                },
+            );
+            out.push(Output::Send(Pdu::R2t(R2t {
+                cccid: cid,
+                ttag,
+                offset: 0,
+                length: sgl.length,
+            })));
+            return;
+        }
+        self.execute(sqe, Bytes::new(), now, out);
+    }
+
+    fn alloc_ttag(&mut self) -> u16 {
+        loop {
+            let t = self.next_ttag;
+            self.next_ttag = self.next_ttag.wrapping_add(1);
+            if !self.r2t.contains_key(&t) {
+                return t;
+            }
+        }
+    }
+
+    fn on_h2c_data(&mut self, d: DataPdu, now: Instant, out: &mut Vec<Output>) {
+        let h = d.header;
+        let hdr = || {
+            let mut b = vec![0x06, 0, 24, 0, 0, 0, 0, 0];
+            b.extend_from_slice(&h.cccid.to_le_bytes());
+            b.extend_from_slice(&h.ttag.to_le_bytes());
+            b.extend_from_slice(&h.offset.to_le_bytes());
+            b.extend_from_slice(&h.length.to_le_bytes());
+            Bytes::from(b)
+        };
+        let Some(pw) = self.r2t.get_mut(&h.ttag) else {
+            // Unknown transfer tag: invalid header field (TTAG at byte 10).
+            return self.fatal(Fes::INVALID_HEADER_FIELD, 10, hdr(), out);
+        };
+        if pw.cid != h.cccid {
+            return self.fatal(Fes::INVALID_HEADER_FIELD, 8, hdr(), out);
+        }
+        if h.length > self.ctx.limits.maxh2cdata {
+            return self.fatal(Fes::DATA_LIMIT_EXCEEDED, 16, hdr(), out);
+        }
+        // "DATAO … shall be … the next byte expected"; out of range otherwise.
+        let end = h.offset as u64 + h.length as u64;
+        if h.offset as usize != pw.buf.len() || end > pw.total as u64 {
+            return self.fatal(Fes::DATA_OUT_OF_RANGE, 12, hdr(), out);
+        }
+        pw.buf.extend_from_slice(&d.data);
+        if pw.buf.len() as u32 == pw.total {
+            if let Some(pw) = self.r2t.remove(&h.ttag) {
+                self.execute(pw.sqe, pw.buf.freeze(), now, out);
+            }
+        }
+    }
+
+    fn execute(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut Vec<Output>) {
+        let cid = sqe.cid;
+        let exec = if sqe.is_fabrics() {
+            self.fabrics(&sqe, &data, now, out)
+        } else {
+            match self.bound.clone() {
+                None => Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR)),
+                Some(b) => {
+                    let mut st = self.shared.lock();
+                    if let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) {
+                        // "any command counts as traffic" for keep-alive.
+                        c.last_traffic = now;
+                    } else {
+                        drop(st);
+                        return self.close(out);
+                    }
+                    if b.qid == 0 {
+                        admin::execute(&mut st, &self.ctx, &b, &sqe, &data, now)
+                    } else {
+                        drop(st);
+                        if let Some(status) = self.faults.take_failure() {
+                            Exec::Done(Completion::status(status))
+                        } else {
+                            let st = self.shared.lock();
+                            io::execute(&st, &self.ctx, &b, &sqe, data)
+                        }
+                    }
+                }
+            }
+        };
+        match exec {
+            Exec::Done(c) => self.complete(cid, c, out),
+            Exec::Io { backend, op } => out.push(Output::Io { cid, backend, op }),
+            Exec::Deferred => {
+                // AERs are pending in the controller; an event may already be queued.
+                self.poll_aens(out);
+            }
+        }
+    }
+
+    fn fabrics(&mut self, sqe: &Sqe, data: &Bytes, now: Instant, out: &mut Vec<Output>) -> Exec {
+        use nvmp_wire::FabricsType as F;
+        match sqe.fctype() {
+            F::CONNECT => {
+                if self.bound.is_some() {
+                    return Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR));
+                }
+                let mut st = self.shared.lock();
+                match connect::connect(&mut st, &self.ctx, sqe, data, now) {
+                    Ok((bound, c)) => {
+                        self.bound = Some(bound);
+                        Exec::Done(c)
+                    }
+                    Err(c) => Exec::Done(c),
+                }
+            }
+            F::PROPERTY_GET | F::PROPERTY_SET => match &self.bound {
+                Some(b) if b.qid == 0 => {
+                    let mut st = self.shared.lock();
+                    if let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) {
+                        c.last_traffic = now;
+                    }
+                    Exec::Done(connect::property(&mut st, b, sqe))
+                }
+                Some(_) => Exec::Done(Completion::err_dnr(StatusCode::INVALID_FIELD)),
+                None => Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR)),
+            },
+            F::DISCONNECT => {
+                // Complete, then delete the queue (close after the response).
+                self.complete(sqe.cid, Completion::ok(), out);
+                self.close(out);
+                Exec::Deferred
+            }
+            _ => Exec::Done(Completion::err_dnr(StatusCode::INVALID_OPCODE)),
+        }
+    }
+
+    /// Complete a command: C2HData (if any) then CapsuleResp.
+    fn complete(&mut self, cid: u16, c: Completion, out: &mut Vec<Output>) {
+        let Some(inf) = self.inflight.remove(&cid) else {
+            return;
+        };
+        if !c.status.is_success() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (true, Some(data)) = (c.status.is_success(), c.data.clone()) {
+            let want = inf.read_len as usize;
+            if want > 0 {
+                let data = if data.len() >= want {
+                    data.slice(..want)
+                } else {
+                    let mut v = BytesMut::from(&data[..]);
+                    v.resize(want, 0);
+                    v.freeze()
+                };
+                out.push(Output::Send(Pdu::C2HData(DataPdu {
+                    header: DataHeader {
+                        cccid: cid,
+                        ttag: 0,
+                        offset: 0,
+                        length: want as u32,
+                    },
+                    last: true,
+                    success: false,
+                    data,
+                })));
+            }
+        }
+        self.send_cqe(cid, c, out);
+    }
+
+    fn send_cqe(&mut self, cid: u16, c: Completion, out: &mut Vec<Output>) {
+        let mut cqe = Cqe::new(cid, c.status);
+        cqe.dw0 = c.dw0;
+        cqe.dw1 = c.dw1;
+        cqe.sqid = self.bound.as_ref().map_or(0, |b| b.qid);
+        out.push(Output::Send(Pdu::CapsuleResp(cqe)));
+    }
+
+    /// A backend operation finished.
+    pub fn on_io_done(&mut self, cid: u16, result: IoResult) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Closed {
+            return out;
+        }
+        let Some(inf) = self.inflight.get(&cid).copied() else {
+            return out;
+        };
+        let c = match result {
+            Ok(data) => {
+                inf.kind.count(&self.counters, inf.xfer_len);
+                if inf.read_len > 0 {
+                    Completion::data(data)
+                } else {
+                    Completion::ok()
+                }
+            }
+            Err(e) => {
+                tracing::error!(port = self.ctx.port, cid, error = %e, "backend I/O failed");
+                Completion::err(if inf.read_len > 0 {
+                    StatusCode::UNRECOVERED_READ_ERROR
+                } else {
+                    StatusCode::WRITE_FAULT
+                })
+            }
+        };
+        self.complete(cid, c, &mut out);
+        out
+    }
+
+    fn poll_aens(&mut self, out: &mut Vec<Output>) {
+        let Some(b) = self.bound.clone() else { return };
+        if b.qid != 0 {
+            return;
+        }
+        let aens = self.shared.lock().take_aens(&b.subnqn, b.cntlid);
+        for (cid, dw0) in aens {
+            self.complete(cid, Completion::dw0(dw0), out);
+        }
+    }
+
+    /// The driver was woken (AEN pending, or the connection must close).
+    pub fn poll(&mut self, _now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.signal.is_closed() {
+            self.close(&mut out);
+            return out;
+        }
+        self.poll_aens(&mut out);
+        out
+    }
+
+    /// The next time [`Queue::on_timer`] must run.
+    pub fn next_deadline(&mut self, now: Instant) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut min = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        if let Some(p) = self.partial_since {
+            min(p + self.ctx.limits.pdu_stall_timeout);
+        }
+        match &self.bound {
+            None => min(self.created + self.ctx.limits.connect_timeout),
+            Some(b) if b.qid == 0 => {
+                let mut st = self.shared.lock();
+                if let Some(k) = st.check_kato(&b.subnqn, b.cntlid, now) {
+                    min(k);
+                } else if st.ctrl_mut(&b.subnqn, b.cntlid).is_none() {
+                    min(now);
+                }
+            }
+            Some(_) => {}
+        }
+        d
+    }
+
+    /// Timers: stalled PDU, connect timeout, keep-alive.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.signal.is_closed() {
+            self.close(&mut out);
+            return out;
+        }
+        if let Some(p) = self.partial_since {
+            if now >= p + self.ctx.limits.pdu_stall_timeout {
+                tracing::warn!(
+                    port = self.ctx.port,
+                    "peer stalled in the middle of a PDU, closing"
+                );
+                self.close(&mut out);
+                return out;
+            }
+        }
+        match self.bound.clone() {
+            None if now >= self.created + self.ctx.limits.connect_timeout => {
+                tracing::warn!(port = self.ctx.port, "no ICReq/Connect in time, closing");
+                self.close(&mut out);
+            }
+            Some(b) if b.qid == 0 => {
+                let mut st = self.shared.lock();
+                if st.check_kato(&b.subnqn, b.cntlid, now).is_none()
+                    && st.ctrl_mut(&b.subnqn, b.cntlid).is_none()
+                {
+                    drop(st);
+                    self.close(&mut out);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}

@@ -1,0 +1,593 @@
+//! The target's shared registry: ports (with ANA groups, counters, faults),
+//! subsystems (namespaces, controllers) and connections. Plain data behind
+//! one mutex, no I/O: every method takes `now` where time matters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use nvmp_wire::admin::{aec, AsyncEvent, AsyncEventType, LogPageId};
+use nvmp_wire::log::AnaState;
+use nvmp_wire::Status;
+use tokio::sync::Notify;
+
+use crate::backend::Backend;
+use crate::config::{NamespaceSpec, PortSpec, SubsystemSpec, TargetConfig};
+
+pub type ConnId = u64;
+
+/// Bound on events queued per controller (duplicates are coalesced).
+pub const MAX_PENDING_EVENTS: usize = 16;
+/// Default bound on connections across all ports.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Wakes a connection's driver: pending AENs, or close.
+#[derive(Debug, Default)]
+pub struct ConnSignal {
+    pub wake: Notify,
+    closed: AtomicBool,
+}
+
+impl ConnSignal {
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Per-port I/O counters.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub write_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub other_io: AtomicU64,
+    pub errors: AtomicU64,
+    pub connections_accepted: AtomicU64,
+}
+
+/// Fault injection settings of a port.
+#[derive(Debug, Default)]
+pub struct PortFaults {
+    pub delay_ms: AtomicU64,
+    pub black_hole: AtomicBool,
+    /// Fail the next N I/O commands with this status (set with [`PortFaults::set_fail_next`]).
+    pub fail_next: Mutex<Option<(u32, Status)>>,
+    fail_armed: AtomicBool,
+}
+
+impl PortFaults {
+    /// Arm "fail the next `count` I/O commands with `status`" (0 disarms).
+    pub fn set_fail_next(&self, count: u32, status: Status) {
+        let mut g = self.fail_next.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (count > 0).then_some((count, status));
+        self.fail_armed.store(count > 0, Ordering::SeqCst);
+    }
+
+    /// Take one failure from the fail-next budget.
+    pub fn take_failure(&self) -> Option<Status> {
+        if !self.fail_armed.load(Ordering::Relaxed) {
+            return None; // fast path: no lock per I/O
+        }
+        let mut g = self.fail_next.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_mut() {
+            Some((n, st)) if *n > 0 => {
+                *n -= 1;
+                let st = *st;
+                if *n == 0 {
+                    *g = None;
+                    self.fail_armed.store(false, Ordering::SeqCst);
+                }
+                Some(st)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupState {
+    pub state: AnaState,
+    pub change_count: u64,
+}
+
+#[derive(Debug)]
+pub struct PortRt {
+    pub spec: PortSpec,
+    pub ana: BTreeMap<u32, GroupState>,
+    pub ana_change_count: u64,
+    /// Administratively up (`port_down` clears it).
+    pub up: bool,
+    /// Listening address once bound.
+    pub bound: Option<SocketAddr>,
+    pub counters: Arc<PortCounters>,
+    pub faults: Arc<PortFaults>,
+}
+
+impl PortRt {
+    /// ANA state of a group on this port: configured, else nvmet's defaults
+    /// (group 1 optimized, others inaccessible).
+    pub fn ana_state(&self, grpid: u32) -> GroupState {
+        self.ana.get(&grpid).copied().unwrap_or(GroupState {
+            state: if grpid == 1 {
+                AnaState::OPTIMIZED
+            } else {
+                AnaState::INACCESSIBLE
+            },
+            change_count: 0,
+        })
+    }
+    /// Whether the listener should be open: up and at least one subsystem linked.
+    pub fn should_listen(&self) -> bool {
+        self.up && !self.spec.subsystems.is_empty()
+    }
+}
+
+/// A namespace at run time.
+#[derive(Debug)]
+pub struct NsRt {
+    pub spec: NamespaceSpec,
+    pub backend: Arc<Backend>,
+    pub block_size: u32,
+    pub blocks: u64,
+    pub nguid: [u8; 16],
+    pub uuid: [u8; 16],
+}
+
+/// Controller states, as Linux names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtrlState {
+    New,
+    Connecting,
+    Live,
+    Resetting,
+    Deleting,
+    DeletingNoIo,
+    Dead,
+}
+
+#[derive(Debug)]
+pub struct Ctrl {
+    pub cntlid: u16,
+    pub port: u16,
+    pub hostnqn: String,
+    pub hostid: [u8; 16],
+    pub kato_ms: u32,
+    pub cc: u32,
+    pub csts: u32,
+    pub aec: u32,
+    /// Granted number of I/O queues (Set Features), 1-based.
+    pub nr_io_queues: u16,
+    pub admin_sqsize: u16,
+    pub admin_conn: ConnId,
+    pub io_queues: BTreeMap<u16, ConnId>,
+    pub last_traffic: Instant,
+    pub aer_cids: VecDeque<u16>,
+    pub events: VecDeque<u32>,
+    pub changed_ns: BTreeSet<u32>,
+    pub state: CtrlState,
+}
+
+impl Ctrl {
+    pub fn set_state(&mut self, to: CtrlState) {
+        if self.state != to {
+            tracing::debug!(cntlid = self.cntlid, from = ?self.state, ?to, "controller state");
+            self.state = to;
+        }
+    }
+    /// Queue an event if the host enabled it (AEC bit) and it is not already pending.
+    pub fn post_event(&mut self, aec_bit: u32, ev: AsyncEvent) -> bool {
+        if self.aec & aec_bit == 0 {
+            return false;
+        }
+        let dw0 = ev.to_dw0();
+        if !self.events.contains(&dw0) && self.events.len() < MAX_PENDING_EVENTS {
+            self.events.push_back(dw0);
+        }
+        true
+    }
+}
+
+#[derive(Debug)]
+pub struct SubsysRt {
+    pub spec: SubsystemSpec,
+    pub discovery: bool,
+    pub namespaces: BTreeMap<u32, Arc<NsRt>>,
+    pub ctrls: BTreeMap<u16, Ctrl>,
+    pub next_cntlid: u16,
+}
+
+impl SubsysRt {
+    pub fn host_allowed(&self, hostnqn: &str) -> bool {
+        self.discovery || self.spec.allow_any_host || self.spec.allowed_hosts.contains(hostnqn)
+    }
+    /// Next free CNTLID in cntlid_min..=cntlid_max (next fit).
+    pub fn alloc_cntlid(&mut self) -> Option<u16> {
+        let (lo, hi) = (self.spec.cntlid_min, self.spec.cntlid_max);
+        let span = (hi - lo) as u32 + 1;
+        let mut c = self.next_cntlid.clamp(lo, hi);
+        for _ in 0..span {
+            if !self.ctrls.contains_key(&c) {
+                self.next_cntlid = if c == hi { lo } else { c + 1 };
+                return Some(c);
+            }
+            c = if c == hi { lo } else { c + 1 };
+        }
+        None
+    }
+}
+
+/// (subsystem NQN, CNTLID, QID) of a bound connection.
+pub type Binding = (String, u16, u16);
+
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub port: u16,
+    pub signal: Arc<ConnSignal>,
+    /// (subsystem, cntlid, qid) once connected.
+    pub bound: Option<Binding>,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub ports: BTreeMap<u16, PortRt>,
+    pub subsystems: BTreeMap<String, SubsysRt>,
+    pub hosts: BTreeSet<String>,
+    /// Discovery log generation counter.
+    pub genctr: u64,
+    pub conns: HashMap<ConnId, ConnInfo>,
+    pub next_conn: ConnId,
+    pub max_connections: usize,
+}
+
+/// Shared target state: the registry plus a "ports changed" signal for listeners.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<State>,
+    pub ports_changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new(state: State) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(state),
+            ports_changed: tokio::sync::watch::channel(0).0,
+        })
+    }
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn notify_ports_changed(&self) {
+        self.ports_changed.send_modify(|g| *g += 1);
+    }
+}
+
+/// Derive a stable identifier from the subsystem NQN and NSID (used when the
+/// config gives no NGUID/UUID, so identifiers match on every port and across restarts).
+pub fn derived_id(nqn: &str, nsid: u32, salt: u8) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(4).enumerate() {
+        let mut input = nqn.as_bytes().to_vec();
+        input.extend_from_slice(&nsid.to_le_bytes());
+        input.push(salt);
+        input.push(i as u8);
+        chunk.copy_from_slice(&nvmp_wire::crc::crc32c(&input).to_be_bytes());
+    }
+    if salt == b'u' {
+        // RFC 4122 version 4 / variant bits, so it looks like a UUID.
+        out[6] = (out[6] & 0x0f) | 0x40;
+        out[8] = (out[8] & 0x3f) | 0x80;
+    }
+    out
+}
+
+/// Open a namespace's backend and fill in identifiers.
+pub fn open_namespace(nqn: &str, spec: &NamespaceSpec) -> std::io::Result<NsRt> {
+    let (backend, block_size) = Backend::open(&spec.device)?;
+    let blocks = backend.size() / block_size as u64;
+    Ok(NsRt {
+        nguid: spec
+            .nguid
+            .unwrap_or_else(|| derived_id(nqn, spec.nsid, b'n')),
+        uuid: spec
+            .uuid
+            .unwrap_or_else(|| derived_id(nqn, spec.nsid, b'u')),
+        spec: spec.clone(),
+        backend: Arc::new(backend),
+        block_size,
+        blocks,
+    })
+}
+
+fn discovery_subsystem() -> SubsysRt {
+    SubsysRt {
+        spec: SubsystemSpec {
+            nqn: nvmp_wire::nqn::DISCOVERY_NQN.to_string(),
+            allow_any_host: true,
+            allowed_hosts: BTreeSet::new(),
+            serial: "nvmp-discovery".into(),
+            model: "nvmp".into(),
+            version: 0x0001_0400,
+            cntlid_min: 1,
+            cntlid_max: 0xFFEF,
+            namespaces: vec![],
+        },
+        discovery: true,
+        namespaces: BTreeMap::new(),
+        ctrls: BTreeMap::new(),
+        next_cntlid: 1,
+    }
+}
+
+impl State {
+    /// Build the run-time state from a validated config (opens every backend).
+    pub fn from_config(cfg: &TargetConfig) -> Result<State, crate::config::ConfigError> {
+        let mut subsystems = BTreeMap::new();
+        subsystems.insert(
+            nvmp_wire::nqn::DISCOVERY_NQN.to_string(),
+            discovery_subsystem(),
+        );
+        for (i, s) in cfg.subsystems.iter().enumerate() {
+            let mut namespaces = BTreeMap::new();
+            for (j, n) in s.namespaces.iter().enumerate() {
+                let ns = open_namespace(&s.nqn, n).map_err(|e| {
+                    crate::config::ConfigError::new(
+                        format!("subsystems[{i}].namespaces[{j}].device.path"),
+                        format!("cannot open: {e}"),
+                    )
+                })?;
+                namespaces.insert(n.nsid, Arc::new(ns));
+            }
+            subsystems.insert(
+                s.nqn.clone(),
+                SubsysRt {
+                    spec: s.clone(),
+                    discovery: false,
+                    namespaces,
+                    ctrls: BTreeMap::new(),
+                    next_cntlid: s.cntlid_min,
+                },
+            );
+        }
+        let ports = cfg
+            .ports
+            .iter()
+            .map(|p| {
+                let ana = p
+                    .ana_groups
+                    .iter()
+                    .map(|(g, s)| {
+                        (
+                            *g,
+                            GroupState {
+                                state: *s,
+                                change_count: 0,
+                            },
+                        )
+                    })
+                    .collect();
+                (
+                    p.portid,
+                    PortRt {
+                        spec: p.clone(),
+                        ana,
+                        ana_change_count: 0,
+                        up: true,
+                        bound: None,
+                        counters: Arc::default(),
+                        faults: Arc::default(),
+                    },
+                )
+            })
+            .collect();
+        Ok(State {
+            ports,
+            subsystems,
+            hosts: cfg.hosts.clone(),
+            genctr: 1,
+            conns: HashMap::new(),
+            next_conn: 1,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        })
+    }
+
+    /// Register a new connection on a port; `None` when over the limit or the port is down.
+    pub fn register_conn(&mut self, port: u16) -> Option<(ConnId, Arc<ConnSignal>)> {
+        let p = self.ports.get(&port)?;
+        if !p.up || self.conns.len() >= self.max_connections {
+            return None;
+        }
+        p.counters
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let signal = Arc::new(ConnSignal::default());
+        self.conns.insert(
+            id,
+            ConnInfo {
+                port,
+                signal: signal.clone(),
+                bound: None,
+            },
+        );
+        Some((id, signal))
+    }
+
+    /// A connection ended: drop its queue; losing the admin queue tears the controller down.
+    pub fn unregister_conn(&mut self, id: ConnId) {
+        let Some(info) = self.conns.remove(&id) else {
+            return;
+        };
+        if let Some((nqn, cntlid, qid)) = info.bound {
+            if qid == 0 {
+                self.teardown_ctrl(&nqn, cntlid, "admin queue closed");
+            } else if let Some(c) = self
+                .subsystems
+                .get_mut(&nqn)
+                .and_then(|s| s.ctrls.get_mut(&cntlid))
+            {
+                if c.io_queues.get(&qid) == Some(&id) {
+                    c.io_queues.remove(&qid);
+                }
+            }
+        }
+    }
+
+    /// Tear a controller down: close all its connections, drop it.
+    pub fn teardown_ctrl(&mut self, nqn: &str, cntlid: u16, why: &str) {
+        let Some(mut c) = self
+            .subsystems
+            .get_mut(nqn)
+            .and_then(|s| s.ctrls.remove(&cntlid))
+        else {
+            return;
+        };
+        c.set_state(CtrlState::Dead);
+        tracing::info!(subnqn = nqn, cntlid, hostnqn = %c.hostnqn, port = c.port, reason = why, "controller torn down");
+        for conn in std::iter::once(c.admin_conn).chain(c.io_queues.values().copied()) {
+            if let Some(ci) = self.conns.get(&conn) {
+                ci.signal.close();
+            }
+        }
+    }
+
+    /// Close every connection of a port (port down).
+    pub fn close_port_conns(&mut self, port: u16) {
+        let victims: Vec<(ConnId, Option<Binding>)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.port == port)
+            .map(|(id, c)| (*id, c.bound.clone()))
+            .collect();
+        for (id, bound) in victims {
+            if let Some((nqn, cntlid, _)) = bound {
+                self.teardown_ctrl(&nqn, cntlid, "port down");
+            }
+            if let Some(ci) = self.conns.get(&id) {
+                ci.signal.close();
+            }
+        }
+    }
+
+    pub fn ctrl_mut(&mut self, nqn: &str, cntlid: u16) -> Option<&mut Ctrl> {
+        self.subsystems.get_mut(nqn)?.ctrls.get_mut(&cntlid)
+    }
+
+    /// Change an ANA group's state on a port; AENs go to that port's controllers.
+    pub fn set_ana(&mut self, port: u16, grpid: u32, state: AnaState) -> Result<(), String> {
+        if grpid == 0 || grpid > crate::config::MAX_ANA_GROUPS {
+            return Err(format!(
+                "group {grpid} is not in 1..={}",
+                crate::config::MAX_ANA_GROUPS
+            ));
+        }
+        let p = self.ports.get_mut(&port).ok_or(format!("no port {port}"))?;
+        p.ana_change_count += 1;
+        let cc = p.ana_change_count;
+        p.ana.insert(
+            grpid,
+            GroupState {
+                state,
+                change_count: cc,
+            },
+        );
+        tracing::info!(port, grpid, state = state.name(), "ANA state changed");
+        let ev = AsyncEvent {
+            event_type: AsyncEventType::NOTICE,
+            info: nvmp_wire::admin::NOTICE_ANA_CHANGE,
+            log_page: LogPageId::ANA,
+        };
+        self.post_to_ctrls(|disc, c| !disc && c.port == port, aec::ANA_CHANGE, ev);
+        Ok(())
+    }
+
+    fn post_to_ctrls(&mut self, pick: impl Fn(bool, &Ctrl) -> bool, bit: u32, ev: AsyncEvent) {
+        let mut wake = Vec::new();
+        for s in self.subsystems.values_mut() {
+            let disc = s.discovery;
+            for c in s.ctrls.values_mut() {
+                if pick(disc, c) && c.post_event(bit, ev) {
+                    wake.push(c.admin_conn);
+                }
+            }
+        }
+        for id in wake {
+            if let Some(ci) = self.conns.get(&id) {
+                ci.signal.wake.notify_one();
+            }
+        }
+    }
+
+    /// Ports or links changed: bump the discovery generation and notify discovery controllers.
+    pub fn discovery_changed(&mut self) {
+        self.genctr += 1;
+        let ev = AsyncEvent {
+            event_type: AsyncEventType::NOTICE,
+            info: nvmp_wire::admin::NOTICE_DISCOVERY_LOG_CHANGE,
+            log_page: LogPageId::DISCOVERY,
+        };
+        self.post_to_ctrls(|disc, _| disc, aec::DISCOVERY_LOG_CHANGE, ev);
+    }
+
+    /// A namespace was added/removed: changed-namespace list + NS attribute AEN.
+    pub fn ns_changed(&mut self, nqn: &str, nsid: u32) {
+        let ev = AsyncEvent {
+            event_type: AsyncEventType::NOTICE,
+            info: nvmp_wire::admin::NOTICE_NS_ATTR_CHANGED,
+            log_page: LogPageId::CHANGED_NS,
+        };
+        let mut wake = Vec::new();
+        if let Some(s) = self.subsystems.get_mut(nqn) {
+            for c in s.ctrls.values_mut() {
+                c.changed_ns.insert(nsid);
+                if c.post_event(aec::NS_ATTR_CHANGED, ev) {
+                    wake.push(c.admin_conn);
+                }
+            }
+        }
+        for id in wake {
+            if let Some(ci) = self.conns.get(&id) {
+                ci.signal.wake.notify_one();
+            }
+        }
+    }
+
+    /// Pair pending events with outstanding AERs: (cid, dw0) completions to send.
+    pub fn take_aens(&mut self, nqn: &str, cntlid: u16) -> Vec<(u16, u32)> {
+        let mut out = Vec::new();
+        if let Some(c) = self.ctrl_mut(nqn, cntlid) {
+            while !c.aer_cids.is_empty() && !c.events.is_empty() {
+                let (Some(cid), Some(dw0)) = (c.aer_cids.pop_front(), c.events.pop_front()) else {
+                    break;
+                };
+                out.push((cid, dw0));
+            }
+        }
+        out
+    }
+
+    /// Keep-alive: returns the deadline of a controller, or tears it down if
+    /// it passed. `None` = no deadline (KATO 0 or controller gone).
+    pub fn check_kato(&mut self, nqn: &str, cntlid: u16, now: Instant) -> Option<Instant> {
+        let c = self.subsystems.get(nqn)?.ctrls.get(&cntlid)?;
+        if c.kato_ms == 0 {
+            return None;
+        }
+        let deadline = c.last_traffic + std::time::Duration::from_millis(c.kato_ms as u64);
+        if now >= deadline {
+            tracing::warn!(subnqn = nqn, cntlid, hostnqn = %c.hostnqn, kato_ms = c.kato_ms, "keep-alive timeout");
+            self.teardown_ctrl(nqn, cntlid, "keep-alive timeout");
+            return None;
+        }
+        Some(deadline)
+    }
+}

@@ -179,3 +179,55 @@ async fn namespaces_come_and_go_at_run_time() {
     mp.shutdown().await;
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unshared_namespace_seen_twice_is_refused() {
+    init_tracing();
+    let d = TargetDef {
+        extra_attr: r#""nvmp_nmic_shared": "0""#,
+        ..Default::default()
+    };
+    let (t, addrs) = start_target(&d).await;
+    let mp = Multipath::new(MpathConfig::default());
+    let l1 = connect(&mp, path_opts(addrs[0], NQN)).await;
+    assert_eq!(l1.paths_added.len(), 1);
+    let l2 = connect(&mp, path_opts(addrs[1], NQN)).await;
+    assert!(l2.paths_added.is_empty());
+    assert!(
+        l2.refused[0].reason.contains("unshared namespace 1"),
+        "{:?}",
+        l2.refused
+    );
+    assert_eq!(mp.head(NQN, 1).unwrap().paths().len(), 1);
+    mp.shutdown().await;
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_without_ana_counts_as_optimized() {
+    // The target reports no ANA support; its ports' ANA groups are ignored.
+    let d = TargetDef {
+        ports: &[
+            PortDef {
+                id: 1,
+                group1: "inaccessible",
+            },
+            PortDef {
+                id: 2,
+                group1: "inaccessible",
+            },
+        ],
+        extra_attr: r#""nvmp_ana": "0""#,
+        ..Default::default()
+    };
+    let (t, _a, mp, head) = setup_two_paths_with(&d).await;
+    for p in head.paths().iter() {
+        assert!(!p.ctrl.ana_supported);
+        assert_eq!(p.ana_state(), nvmp_wire::log::AnaState::OPTIMIZED);
+    }
+    head.write(0, bytes::Bytes::from(vec![1u8; 512]), false)
+        .await
+        .unwrap();
+    mp.shutdown().await;
+    t.shutdown().await;
+}

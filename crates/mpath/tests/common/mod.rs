@@ -37,6 +37,8 @@ pub struct TargetDef<'a> {
     pub cntlid: (u16, u16),
     pub nguid: &'a str,
     pub size: &'a str,
+    /// Extra subsystem `attr` entries, as JSON members (e.g. `"nvmp_anatt": "1"`).
+    pub extra_attr: &'a str,
 }
 
 impl Default for TargetDef<'_> {
@@ -56,6 +58,7 @@ impl Default for TargetDef<'_> {
             cntlid: (1, 65519),
             nguid: NGUID1,
             size: "64M",
+            extra_attr: "",
         }
     }
 }
@@ -79,7 +82,7 @@ pub fn config_json(d: &TargetDef) -> String {
     format!(
         r#"{{"hosts": [], "ports": [{ports}],
             "subsystems": [{{"nqn": "{nqn}",
-               "attr": {{"allow_any_host": "1", "serial": "nvmpmpath0001", "model": "nvmp-mpath-test", "version": "1.3", "cntlid_min": "{cmin}", "cntlid_max": "{cmax}"}},
+               "attr": {{"allow_any_host": "1", "serial": "nvmpmpath0001", "model": "nvmp-mpath-test", "version": "1.3", "cntlid_min": "{cmin}", "cntlid_max": "{cmax}"{extra}}},
                "allowed_hosts": [],
                "namespaces": [{{"nsid": 1, "enable": 1, "ana_grpid": 1, "device": {{"size": "{size}", "nguid": "{nguid}", "uuid": "{nguid}"}}}}]}}]}}"#,
         ports = ports.join(","),
@@ -88,6 +91,11 @@ pub fn config_json(d: &TargetDef) -> String {
         cmax = d.cntlid.1,
         size = d.size,
         nguid = d.nguid,
+        extra = if d.extra_attr.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", d.extra_attr)
+        },
     )
 }
 
@@ -121,8 +129,14 @@ pub async fn connect(mp: &Multipath, o: ControllerOptions) -> Linked {
 }
 
 pub async fn setup_two_paths() -> (TargetHandle, Vec<SocketAddr>, Multipath, Arc<NamespaceHead>) {
+    setup_two_paths_with(&TargetDef::default()).await
+}
+
+pub async fn setup_two_paths_with(
+    d: &TargetDef<'_>,
+) -> (TargetHandle, Vec<SocketAddr>, Multipath, Arc<NamespaceHead>) {
     init_tracing();
-    let (t, addrs) = start_target(&TargetDef::default()).await;
+    let (t, addrs) = start_target(d).await;
     let mp = Multipath::new(MpathConfig::default());
     for a in &addrs {
         connect(&mp, path_opts(*a, NQN)).await;

@@ -21,6 +21,10 @@
 //!   ([`TargetConfig::skipped_ports`]).
 //! - **Limits**: `param.nvmp_max_queue_size` (default 128) and
 //!   `param.nvmp_max_io_queues` (default 16).
+//! - **Multipath test knobs** (subsystem `attr`): `nvmp_anatt` (ANATT in
+//!   seconds, default 10 as nvmet), `nvmp_ana` (`"0"`: report no ANA support
+//!   in CMIC and ignore ANA states on I/O; default `"1"`), `nvmp_nmic_shared`
+//!   (`"0"`: namespaces report NMIC "not shared"; default `"1"`).
 
 pub mod raw;
 mod validate;
@@ -132,6 +136,30 @@ pub struct SubsystemSpec {
     pub cntlid_min: u16,
     pub cntlid_max: u16,
     pub namespaces: Vec<NamespaceSpec>,
+    /// Extensions for multipath testing (attr keys `nvmp_anatt`, `nvmp_ana`,
+    /// `nvmp_nmic_shared`; see the crate docs).
+    pub ext: SubsystemExt,
+}
+
+/// nvmp's own subsystem attributes, for exercising multipath hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubsystemExt {
+    /// ANATT reported in Identify Controller, seconds (attr `nvmp_anatt`, 1..=255; nvmet: 10).
+    pub anatt_s: u8,
+    /// Report ANA (CMIC bit 3) and check ANA states on I/O (attr `nvmp_ana`, default "1").
+    pub ana: bool,
+    /// Namespaces report NMIC "shared" (attr `nvmp_nmic_shared`, default "1").
+    pub nmic_shared: bool,
+}
+
+impl Default for SubsystemExt {
+    fn default() -> Self {
+        Self {
+            anatt_s: 10,
+            ana: true,
+            nmic_shared: true,
+        }
+    }
 }
 
 /// A whole validated configuration.

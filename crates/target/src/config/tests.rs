@@ -88,3 +88,39 @@ fn sizes_and_ids() {
     assert_eq!(format_uuid(&u), "4c500000-0000-4000-8000-0000000000a1");
     assert!(parse_uuid("4c50").is_none());
 }
+
+#[test]
+fn multipath_test_extensions() {
+    let c = TargetConfig::from_json(SAMPLE).unwrap();
+    assert_eq!(c.subsystems[0].ext, SubsystemExt::default());
+    let ext = SAMPLE.replace(
+        r#""version": "1.3"}"#,
+        r#""version": "1.3", "nvmp_anatt": "2", "nvmp_ana": "0", "nvmp_nmic_shared": "0"}"#,
+    );
+    let c = TargetConfig::from_json(&ext).unwrap();
+    assert_eq!(
+        c.subsystems[0].ext,
+        SubsystemExt {
+            anatt_s: 2,
+            ana: false,
+            nmic_shared: false
+        }
+    );
+    let zero = SAMPLE.replace(
+        r#""version": "1.3"}"#,
+        r#""version": "1.3", "nvmp_anatt": "0"}"#,
+    );
+    assert_eq!(
+        err(&zero),
+        "subsystems[0].attr.nvmp_anatt: 0 is not in 1..=255"
+    );
+    let bad = SAMPLE.replace(
+        r#""version": "1.3"}"#,
+        r#""version": "1.3", "nvmp_ana": "maybe"}"#,
+    );
+    assert!(
+        err(&bad).starts_with("subsystems[0].attr.nvmp_ana:"),
+        "{}",
+        err(&bad)
+    );
+}

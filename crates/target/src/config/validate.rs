@@ -338,7 +338,23 @@ fn subsystem(s: &RawSubsystem, i: usize, hosts: &BTreeSet<String>) -> R<Subsyste
         }
         namespaces.push(ns);
     }
+    let anatt_s: u8 = match at("nvmp_anatt") {
+        None => 10,
+        Some(v) => num(v, &f("attr.nvmp_anatt"), "a number of seconds")?,
+    };
+    if anatt_s == 0 {
+        return Err(ConfigError::new(
+            f("attr.nvmp_anatt"),
+            "0 is not in 1..=255",
+        ));
+    }
+    let ext = SubsystemExt {
+        anatt_s,
+        ana: flag(at("nvmp_ana"), &f("attr.nvmp_ana"), true)?,
+        nmic_shared: flag(at("nvmp_nmic_shared"), &f("attr.nvmp_nmic_shared"), true)?,
+    };
     Ok(SubsystemSpec {
+        ext,
         nqn,
         allow_any_host,
         allowed_hosts,

@@ -18,8 +18,6 @@ use crate::config::{MAX_ANA_GROUPS, MAX_NSID};
 pub const IDENTIFY_LEN: usize = 4096;
 /// KAS: keep-alive granularity in 100 ms units (nvmet: 1 s).
 pub const KAS: u16 = 10;
-/// ANATT in seconds (nvmet: 10).
-pub const ANATT: u8 = 10;
 /// ANACAP: optimized, non-optimized, inaccessible, persistent loss and change reported (nvmet: 0x1f).
 pub const ANACAP: u8 = 0x1f;
 /// Firmware revision reported.
@@ -44,8 +42,10 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
         fr: FIRMWARE.into(),
         rab: 6,
         ieee: [0x00, 0x14, 0x05],
-        cmic: if io {
+        cmic: if io && sub.spec.ext.ana {
             cmic::MULTI_PORT | cmic::MULTI_CTRL | cmic::ANA
+        } else if io {
+            cmic::MULTI_PORT | cmic::MULTI_CTRL
         } else {
             0
         },
@@ -60,7 +60,7 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
         lpa: 1 << 2,
         elpe: 0,
         kas: KAS,
-        anatt: if io { ANATT } else { 0 },
+        anatt: if io { sub.spec.ext.anatt_s } else { 0 },
         anacap: if io { ANACAP } else { 0 },
         anagrpmax: if io { MAX_ANA_GROUPS } else { 0 },
         nanagrpid: if io { MAX_ANA_GROUPS } else { 0 },
@@ -88,7 +88,7 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
 }
 
 /// Build Identify Namespace.
-pub fn namespace(ns: &NsRt) -> IdentifyNamespace {
+pub fn namespace(ns: &NsRt, shared: bool) -> IdentifyNamespace {
     IdentifyNamespace {
         nsze: ns.blocks,
         ncap: ns.blocks,
@@ -98,7 +98,11 @@ pub fn namespace(ns: &NsRt) -> IdentifyNamespace {
         flbas: 0,
         // DLFEAT: deallocated blocks read as zeroes (001b), Write Zeroes with DEAC supported (bit 3).
         dlfeat: 0x01 | (1 << 3),
-        nmic: nvmp_wire::identify::nmic::SHARED,
+        nmic: if shared {
+            nvmp_wire::identify::nmic::SHARED
+        } else {
+            0
+        },
         anagrpid: ns.spec.ana_grpid,
         nsattr: 0,
         nguid: ns.nguid,
@@ -141,7 +145,7 @@ pub fn identify(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
                 return dnr(StatusCode::INVALID_NAMESPACE);
             }
             match active(sqe.nsid) {
-                Some(ns) => namespace(ns).encode(),
+                Some(ns) => namespace(ns, sub.spec.ext.nmic_shared).encode(),
                 // An inactive NSID: "a zero filled data structure".
                 None => vec![0; IDENTIFY_LEN],
             }

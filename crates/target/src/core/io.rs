@@ -89,7 +89,7 @@ pub fn execute(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe, data: Bytes) -> Exec
         Some(ns) if ns.spec.enable => ns.clone(),
         _ => return done(StatusCode::INVALID_NAMESPACE),
     };
-    if let Some(port) = st.ports.get(&ctx.port) {
+    if let Some(port) = st.ports.get(&ctx.port).filter(|_| sub.spec.ext.ana) {
         if let Some(s) = ana_status(port.ana_state(ns.spec.ana_grpid).state) {
             return Exec::Done(Completion::status(s));
         }

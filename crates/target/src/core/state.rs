@@ -319,6 +319,7 @@ fn discovery_subsystem() -> SubsysRt {
             cntlid_min: 1,
             cntlid_max: 0xFFEF,
             namespaces: vec![],
+            ext: Default::default(),
         },
         discovery: true,
         namespaces: BTreeMap::new(),

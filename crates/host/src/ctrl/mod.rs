@@ -1,0 +1,430 @@
+//! A controller: a cheap-to-clone handle on one association with an NVMe
+//! controller (admin queue + I/O queues) that resets and reconnects itself.
+
+mod admin;
+pub mod connect;
+mod io;
+pub mod state;
+mod supervisor;
+
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use nvmp_wire::admin::AsyncEvent;
+use nvmp_wire::identify::IdentifyController;
+use nvmp_wire::{Status, StatusCode};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::command::{Completion, IoRequest};
+use crate::error::HostError;
+use crate::options::ControllerOptions;
+use crate::transport::{Connector, TcpConnector};
+use connect::{Association, FailSink};
+use state::{CtrlState, StateMachine};
+
+/// What a controller reports to the layers above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtrlEvent {
+    StateChanged {
+        from: CtrlState,
+        to: CtrlState,
+    },
+    /// An Asynchronous Event Request completed (the AER is reposted).
+    AsyncEvent(AsyncEvent),
+    /// The Changed Namespace List read after a namespace-attribute notice.
+    ChangedNamespaces(Vec<u32>),
+    /// The association was torn down; `reason` says why.
+    Reset {
+        reason: String,
+    },
+    /// A reconnect attempt failed.
+    ReconnectFailed {
+        attempt: u64,
+        error: String,
+    },
+    /// Given up (ctrl_loss_tmo, a Connect rejected with DNR, or disconnect).
+    Deleted {
+        reason: String,
+        status: Option<Status>,
+    },
+}
+
+/// Counters of one controller (I/O queues only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtrlStats {
+    pub completed: u64,
+    pub errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub outstanding: usize,
+    pub resets: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    completed: AtomicU64,
+    errors: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    outstanding: AtomicUsize,
+    resets: AtomicU64,
+}
+
+pub(crate) enum SupMsg {
+    Failed { gen: u64, reason: String },
+    Disconnect(oneshot::Sender<()>),
+}
+
+pub(crate) struct Inner {
+    pub opts: ControllerOptions,
+    pub connector: Arc<dyn Connector>,
+    sm: Mutex<StateMachine>,
+    state_tx: watch::Sender<CtrlState>,
+    /// Set when fast_io_fail_tmo expired during this loss.
+    failfast_tx: watch::Sender<bool>,
+    pub events: broadcast::Sender<CtrlEvent>,
+    assoc: RwLock<Option<Arc<Association>>>,
+    /// Identify data of the last association (kept while reconnecting).
+    id: RwLock<Arc<IdentifyController>>,
+    cntlid: AtomicU16,
+    max_transfer: AtomicU64,
+    rr: AtomicUsize,
+    queued: AtomicUsize,
+    counters: Counters,
+    pub sup: mpsc::UnboundedSender<SupMsg>,
+    pub dead_status: Mutex<Option<Status>>,
+}
+
+impl Inner {
+    /// The one place controller states change: validated, traced, published.
+    pub fn set_state(&self, to: CtrlState) -> bool {
+        let from = {
+            let mut sm = self.sm.lock().unwrap_or_else(|p| p.into_inner());
+            sm.set_state(to)
+        };
+        match from {
+            Some(from) => {
+                self.state_tx.send_replace(to);
+                let _ = self.events.send(CtrlEvent::StateChanged { from, to });
+                true
+            }
+            None => false,
+        }
+    }
+    pub fn state(&self) -> CtrlState {
+        *self.state_tx.borrow()
+    }
+    pub fn set_failfast(&self, v: bool) {
+        self.failfast_tx.send_replace(v);
+    }
+    fn name(&self) -> String {
+        format!(
+            "ctrl-{}@{}",
+            self.cntlid.load(Ordering::Relaxed),
+            self.opts.address()
+        )
+    }
+    pub fn install(&self, a: Arc<Association>) {
+        self.cntlid.store(a.cntlid, Ordering::Relaxed);
+        self.max_transfer
+            .store(a.max_transfer as u64, Ordering::Relaxed);
+        *self.id.write().unwrap_or_else(|p| p.into_inner()) = a.id.clone();
+        self.sm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_name(format!("ctrl-{}@{}", a.cntlid, self.opts.address()));
+        *self.assoc.write().unwrap_or_else(|p| p.into_inner()) = Some(a);
+    }
+    pub fn take_assoc(&self) -> Option<Arc<Association>> {
+        self.assoc.write().unwrap_or_else(|p| p.into_inner()).take()
+    }
+    pub fn assoc(&self) -> Option<Arc<Association>> {
+        self.assoc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn fail_sink(self: &Arc<Self>) -> FailSink {
+        let tx = self.sup.clone();
+        Arc::new(move |gen, qid, e| {
+            let _ = tx.send(SupMsg::Failed {
+                gen,
+                reason: format!("queue {qid}: {e}"),
+            });
+        })
+    }
+}
+
+/// A handle on one NVMe controller (cheap to clone).
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) inner: Arc<Inner>,
+    /// Dropped with the last handle: the controller is then deleted.
+    _owner: Arc<Owner>,
+}
+
+/// When every [`Controller`] handle is gone, delete the controller (the
+/// supervisor and its tasks would otherwise live on).
+struct Owner(mpsc::UnboundedSender<SupMsg>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.0.send(SupMsg::Disconnect(tx));
+    }
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Controller {
+    /// Connect over TCP. The first connect must succeed; later losses reconnect.
+    pub async fn connect(opts: ControllerOptions) -> Result<Controller, HostError> {
+        Self::connect_with(opts, Arc::new(TcpConnector)).await
+    }
+
+    /// Connect through another transport (tests, in-memory links).
+    pub async fn connect_with(
+        opts: ControllerOptions,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Controller, HostError> {
+        opts.validate()?;
+        let (sup_tx, sup_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            sm: Mutex::new(StateMachine::new(format!("ctrl@{}", opts.address()))),
+            state_tx: watch::channel(CtrlState::New).0,
+            failfast_tx: watch::channel(false).0,
+            events: broadcast::channel(256).0,
+            assoc: RwLock::new(None),
+            id: RwLock::new(Arc::new(IdentifyController::default())),
+            cntlid: AtomicU16::new(0xFFFF),
+            max_transfer: AtomicU64::new(1 << 20),
+            rr: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            counters: Counters::default(),
+            sup: sup_tx,
+            dead_status: Mutex::new(None),
+            opts,
+            connector,
+        });
+        inner.set_state(CtrlState::Connecting);
+        match connect::establish(&inner.opts, &inner.connector, 1, &inner.fail_sink()).await {
+            Ok(a) => {
+                let a = Arc::new(a);
+                inner.install(a.clone());
+                inner.set_state(CtrlState::Live);
+                supervisor::start_tasks(&inner, &a);
+                tokio::spawn(supervisor::supervise(inner.clone(), sup_rx, 1));
+                let owner = Arc::new(Owner(inner.sup.clone()));
+                Ok(Controller {
+                    inner,
+                    _owner: owner,
+                })
+            }
+            Err(e) => {
+                *inner.dead_status.lock().unwrap_or_else(|p| p.into_inner()) = e.status();
+                inner.set_state(CtrlState::Deleting);
+                inner.set_state(CtrlState::Dead);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn options(&self) -> &ControllerOptions {
+        &self.inner.opts
+    }
+    pub fn state(&self) -> CtrlState {
+        self.inner.state()
+    }
+    pub fn watch_state(&self) -> watch::Receiver<CtrlState> {
+        self.inner.state_tx.subscribe()
+    }
+    pub fn events(&self) -> broadcast::Receiver<CtrlEvent> {
+        self.inner.events.subscribe()
+    }
+    /// Identify Controller data of the current (or last) association.
+    pub fn id_ctrl(&self) -> Arc<IdentifyController> {
+        self.inner
+            .id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn cntlid(&self) -> u16 {
+        self.inner.cntlid.load(Ordering::Relaxed)
+    }
+    /// "ctrl-<cntlid>@<addr>:<port>".
+    pub fn name(&self) -> String {
+        self.inner.name()
+    }
+    /// "traddr:trsvcid".
+    pub fn address(&self) -> String {
+        self.inner.opts.address()
+    }
+    pub fn subnqn(&self) -> &str {
+        &self.inner.opts.subnqn
+    }
+    /// Largest data transfer of one command (from MDTS), bytes.
+    pub fn max_transfer(&self) -> u32 {
+        self.inner.max_transfer.load(Ordering::Relaxed) as u32
+    }
+    /// Whether fast_io_fail_tmo expired during the current connection loss
+    /// (queued and new commands fail fast; multipath stops counting this
+    /// controller as one that may come back).
+    pub fn fast_fail_expired(&self) -> bool {
+        *self.inner.failfast_tx.borrow()
+    }
+    /// Number of I/O queues of the current association.
+    pub fn io_queues(&self) -> usize {
+        self.inner.assoc().map_or(0, |a| a.io.len())
+    }
+    /// The status of the Connect that made this controller give up, if any.
+    pub fn dead_status(&self) -> Option<Status> {
+        *self
+            .inner
+            .dead_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+    /// Commands in flight on the I/O queues (and held while reconnecting).
+    pub fn outstanding(&self) -> usize {
+        self.inner.counters.outstanding.load(Ordering::Relaxed)
+    }
+    pub fn stats(&self) -> CtrlStats {
+        let c = &self.inner.counters;
+        CtrlStats {
+            completed: c.completed.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            outstanding: c.outstanding.load(Ordering::Relaxed),
+            resets: c.resets.load(Ordering::Relaxed),
+        }
+    }
+    pub(crate) fn count_reset(inner: &Inner) {
+        inner.counters.resets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Run an I/O command on an I/O queue (round robin). Never a Rust
+    /// error: transport failures, timeouts and "not live" are statuses
+    /// (0x371 torn down in flight, 0x370 not sent).
+    pub async fn submit(&self, req: IoRequest) -> Completion {
+        let c = &self.inner.counters;
+        c.outstanding.fetch_add(1, Ordering::Relaxed);
+        let (write, read) = (
+            req.write.as_ref().map_or(0, |w| w.len() as u64),
+            req.read_len as u64,
+        );
+        let done = self.submit_inner(req).await;
+        c.outstanding.fetch_sub(1, Ordering::Relaxed);
+        c.completed.fetch_add(1, Ordering::Relaxed);
+        if done.status.is_success() {
+            c.bytes_written.fetch_add(write, Ordering::Relaxed);
+            c.bytes_read.fetch_add(read, Ordering::Relaxed);
+        } else {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+
+    async fn submit_inner(&self, mut req: IoRequest) -> Completion {
+        if req.data_len() > self.max_transfer() {
+            tracing::warn!(
+                ctrl = %self.name(),
+                len = req.data_len(),
+                max = self.max_transfer(),
+                "transfer larger than MDTS refused"
+            );
+            return Completion::with_status(Status::new(StatusCode::INVALID_FIELD).with_dnr());
+        }
+        let timeout = Duration::from_millis(self.inner.opts.io_timeout_ms);
+        loop {
+            if self.inner.state() == CtrlState::Live {
+                if let Some(a) = self.inner.assoc().filter(|a| !a.io.is_empty()) {
+                    let i = self.inner.rr.fetch_add(1, Ordering::Relaxed) % a.io.len();
+                    match a.io[i].try_submit(req, Some(timeout)).await {
+                        Ok(c) => return c,
+                        Err((r, crate::queue::SubmitError::Invalid)) => {
+                            let _ = r;
+                            return Completion::with_status(
+                                Status::new(StatusCode::INVALID_FIELD).with_dnr(),
+                            );
+                        }
+                        Err((r, _)) => req = r,
+                    }
+                } else if self.inner.assoc().is_some() {
+                    // Live without I/O queues (a discovery controller).
+                    return Completion::host_pathing_error();
+                }
+            }
+            if !self.wait_live().await {
+                return Completion::host_pathing_error();
+            }
+        }
+    }
+
+    /// Wait until the controller is live again. False when commands must
+    /// fail now: not queueing (multipath), fast_io_fail expired, the
+    /// controller cannot come back, or too many are held already.
+    async fn wait_live(&self) -> bool {
+        let inner = &self.inner;
+        if !inner.opts.queue_while_reconnecting {
+            return false;
+        }
+        let mut st = inner.state_tx.subscribe();
+        let mut ff = inner.failfast_tx.subscribe();
+        if inner.queued.fetch_add(1, Ordering::AcqRel) >= inner.opts.max_queued {
+            inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let r = loop {
+            let s = *st.borrow_and_update();
+            if *ff.borrow_and_update() || !s.may_come_back() {
+                break false;
+            }
+            if s == CtrlState::Live {
+                // Live but the queue we picked was closed: let the reset start.
+                let _ = tokio::time::timeout(Duration::from_millis(20), st.changed()).await;
+                break true;
+            }
+            tokio::select! {
+                r = st.changed() => if r.is_err() { break false },
+                r = ff.changed() => if r.is_err() { break false },
+            }
+        };
+        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        r
+    }
+
+    /// Delete the controller: normal shutdown (CC.SHN), close the queues.
+    /// Commands held or submitted afterwards complete with 0x370.
+    pub async fn disconnect(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.sup.send(SupMsg::Disconnect(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Reset the controller now (tear down and reconnect), as `nvme reset`.
+    pub fn reset(&self) {
+        if let Some(a) = self.inner.assoc() {
+            let _ = self.inner.sup.send(SupMsg::Failed {
+                gen: a.gen,
+                reason: "reset requested".into(),
+            });
+        }
+    }
+
+    /// CAP of the current association (None while not connected).
+    pub fn cap(&self) -> Option<u64> {
+        self.inner.assoc().map(|a| a.cap)
+    }
+    /// VS (NVMe version) of the current association.
+    pub fn vs(&self) -> Option<u32> {
+        self.inner.assoc().map(|a| a.vs)
+    }
+}

@@ -1,0 +1,350 @@
+//! Deterministic tests of the queue core: PDUs in, PDUs and completions out.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use nvmp_wire::pdu::{DataHeader, DataPdu, Fes, IcResp, R2t, TermReq};
+use nvmp_wire::{Cqe, Digests, Opcode, Pdu, Sqe, Status, StatusCode};
+
+use super::*;
+
+fn ready(queue_size: u16) -> QueueCore<u32> {
+    let mut q = QueueCore::new(QueueConfig {
+        qid: 1,
+        queue_size,
+        digests: Digests::NONE,
+        inline_max: 8192,
+        max_data_len: 1 << 20,
+    });
+    assert!(matches!(q.pop_outbound(), Some(Pdu::IcReq(r)) if r.maxr2t == 0 && r.pfv == 0));
+    q.handle(Pdu::IcResp(IcResp {
+        pfv: 0,
+        cpda: 0,
+        digests: Digests::NONE,
+        maxh2cdata: 8192,
+    }))
+    .unwrap();
+    assert!(q.is_ready());
+    q
+}
+
+fn sent(q: &mut QueueCore<u32>) -> Vec<Pdu> {
+    std::iter::from_fn(|| q.pop_outbound()).collect()
+}
+fn done(q: &mut QueueCore<u32>) -> Vec<(u32, Completion)> {
+    std::iter::from_fn(|| q.pop_completion()).collect()
+}
+fn cqe(cid: u16, code: StatusCode) -> Pdu {
+    Pdu::CapsuleResp(Cqe::new(cid, Status::new(code)))
+}
+fn c2h(cid: u16, offset: u32, data: &[u8], last: bool, success: bool) -> Pdu {
+    Pdu::C2HData(DataPdu {
+        header: DataHeader {
+            cccid: cid,
+            ttag: 0,
+            offset,
+            length: data.len() as u32,
+        },
+        last,
+        success,
+        data: Bytes::copy_from_slice(data),
+    })
+}
+fn pattern(n: usize) -> Bytes {
+    (0..n).map(|i| (i * 7 + 3) as u8).collect::<Vec<_>>().into()
+}
+
+#[test]
+fn no_submission_before_icresp() {
+    let mut q: QueueCore<u32> = QueueCore::new(QueueConfig::admin(32, Digests::NONE));
+    let r = q.submit(1, IoRequest::new(Sqe::new(Opcode::KEEP_ALIVE)), None);
+    assert!(matches!(r, Err((1, _, SubmitError::NotReady))));
+}
+
+#[test]
+fn icresp_with_unrequested_digest_is_rejected() {
+    let mut q: QueueCore<u32> = QueueCore::new(QueueConfig::admin(32, Digests::NONE));
+    let e = q
+        .handle(Pdu::IcResp(IcResp {
+            pfv: 0,
+            cpda: 0,
+            digests: Digests {
+                header: true,
+                data: false,
+            },
+            maxh2cdata: 4096,
+        }))
+        .unwrap_err();
+    assert!(matches!(e, QueueError::Protocol { .. }));
+}
+
+#[test]
+fn inline_write_and_out_of_order_completions() {
+    let mut q = ready(4);
+    let a = q
+        .submit(
+            10,
+            IoRequest::with_write(Sqe::new(Opcode::WRITE), pattern(4096)),
+            None,
+        )
+        .unwrap();
+    let b = q
+        .submit(11, IoRequest::with_read(Sqe::new(Opcode::READ), 512), None)
+        .unwrap();
+    let c = q
+        .submit(12, IoRequest::new(Sqe::new(Opcode::FLUSH)), None)
+        .unwrap();
+    let out = sent(&mut q);
+    assert_eq!(out.len(), 3);
+    match &out[0] {
+        Pdu::CapsuleCmd { sqe, data } => {
+            assert_eq!(sqe.cid, a);
+            assert_eq!(sqe.dptr, Sgl::in_capsule(0, 4096));
+            assert_eq!(data, &pattern(4096));
+        }
+        p => panic!("{p:?}"),
+    }
+    match &out[1] {
+        Pdu::CapsuleCmd { sqe, data } => {
+            assert_eq!(sqe.dptr, Sgl::transport(512));
+            assert!(data.is_empty());
+        }
+        p => panic!("{p:?}"),
+    }
+    // Completions in reverse order.
+    q.handle(cqe(c, StatusCode::SUCCESS)).unwrap();
+    q.handle(c2h(b, 0, &[5u8; 512], true, true)).unwrap();
+    q.handle(cqe(a, StatusCode::LBA_OUT_OF_RANGE)).unwrap();
+    let d = done(&mut q);
+    assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), vec![12, 11, 10]);
+    assert_eq!(d[1].1.data, Bytes::from(vec![5u8; 512]));
+    assert_eq!(d[2].1.status.code, StatusCode::LBA_OUT_OF_RANGE);
+    assert_eq!(q.in_flight(), 0);
+}
+
+#[test]
+fn full_table_backpressure_and_stale_cid() {
+    let mut q = ready(2);
+    let a = q
+        .submit(1, IoRequest::new(Sqe::new(Opcode::FLUSH)), None)
+        .unwrap();
+    let _b = q
+        .submit(2, IoRequest::new(Sqe::new(Opcode::FLUSH)), None)
+        .unwrap();
+    assert!(matches!(
+        q.submit(3, IoRequest::new(Sqe::new(Opcode::FLUSH)), None),
+        Err((3, _, SubmitError::Full))
+    ));
+    q.handle(cqe(a, StatusCode::SUCCESS)).unwrap();
+    let c = q
+        .submit(3, IoRequest::new(Sqe::new(Opcode::FLUSH)), None)
+        .unwrap();
+    assert_ne!(a, c);
+    // A duplicated completion for `a` must not complete `c`.
+    let e = q.handle(cqe(a, StatusCode::SUCCESS)).unwrap_err();
+    assert!(matches!(e, QueueError::Protocol { .. }), "{e}");
+}
+
+#[test]
+fn r2t_sequence_split_at_maxh2cdata() {
+    let mut q = ready(4);
+    let data = pattern(40_000);
+    let cid = q
+        .submit(
+            7,
+            IoRequest::with_write(Sqe::new(Opcode::WRITE), data.clone()),
+            None,
+        )
+        .unwrap();
+    match &sent(&mut q)[..] {
+        [Pdu::CapsuleCmd { sqe, data }] => {
+            assert_eq!(sqe.dptr, Sgl::transport(40_000));
+            assert!(data.is_empty());
+        }
+        p => panic!("{p:?}"),
+    }
+    // Two R2Ts: 0..20000 and 20000..40000; each split in 8192-byte H2CData.
+    let mut got = Vec::new();
+    for (i, (off, len)) in [(0u32, 20_000u32), (20_000, 20_000)]
+        .into_iter()
+        .enumerate()
+    {
+        q.handle(Pdu::R2t(R2t {
+            cccid: cid,
+            ttag: i as u16 + 5,
+            offset: off,
+            length: len,
+        }))
+        .unwrap();
+        let pdus = sent(&mut q);
+        assert_eq!(pdus.len(), 3);
+        for (j, p) in pdus.iter().enumerate() {
+            let Pdu::H2CData(d) = p else { panic!("{p:?}") };
+            assert_eq!(d.header.ttag, i as u16 + 5);
+            assert!(d.header.length <= 8192);
+            assert_eq!(d.last, j == 2);
+            got.extend_from_slice(&d.data);
+        }
+    }
+    assert_eq!(Bytes::from(got), data);
+    q.handle(cqe(cid, StatusCode::SUCCESS)).unwrap();
+    assert_eq!(done(&mut q)[0].0, 7);
+}
+
+#[test]
+fn r2t_out_of_range_is_fatal_with_termreq() {
+    let mut q = ready(4);
+    let cid = q
+        .submit(
+            1,
+            IoRequest::with_write(Sqe::new(Opcode::WRITE), pattern(10_000)),
+            None,
+        )
+        .unwrap();
+    sent(&mut q);
+    let e = q
+        .handle(Pdu::R2t(R2t {
+            cccid: cid,
+            ttag: 0,
+            offset: 8192,
+            length: 4096,
+        }))
+        .unwrap_err();
+    assert!(matches!(e, QueueError::Protocol { fes, .. } if fes == Fes::DATA_OUT_OF_RANGE));
+}
+
+#[test]
+fn c2h_reassembly_and_out_of_range() {
+    let mut q = ready(4);
+    let cid = q
+        .submit(1, IoRequest::with_read(Sqe::new(Opcode::READ), 8192), None)
+        .unwrap();
+    q.handle(c2h(cid, 0, &[1u8; 4096], false, false)).unwrap();
+    q.handle(c2h(cid, 4096, &[2u8; 4096], true, false)).unwrap();
+    q.handle(cqe(cid, StatusCode::SUCCESS)).unwrap();
+    let d = done(&mut q);
+    assert_eq!(&d[0].1.data[..4096], &[1u8; 4096][..]);
+    assert_eq!(&d[0].1.data[4096..], &[2u8; 4096][..]);
+
+    let cid = q
+        .submit(2, IoRequest::with_read(Sqe::new(Opcode::READ), 4096), None)
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let opts = q.encode_options();
+    c2h(cid, 4096, &[0u8; 512], true, true).encode(opts, &mut buf);
+    let e = q.receive(&mut buf).unwrap_err();
+    assert!(matches!(e, QueueError::Protocol { fes, .. } if fes == Fes::DATA_OUT_OF_RANGE));
+    // H2CTermReq queued, connection failed, command completed with a path status.
+    assert!(
+        matches!(sent(&mut q).last(), Some(Pdu::H2CTermReq(t)) if t.fes == Fes::DATA_OUT_OF_RANGE)
+    );
+    q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
+    let d = done(&mut q);
+    assert_eq!(d[0].1.status.code, StatusCode::ABORTED_BY_HOST);
+    assert!(d[0].1.status.is_path_error());
+}
+
+#[test]
+fn success_flag_before_all_data_is_fatal() {
+    let mut q = ready(4);
+    let cid = q
+        .submit(1, IoRequest::with_read(Sqe::new(Opcode::READ), 8192), None)
+        .unwrap();
+    let e = q.handle(c2h(cid, 0, &[1u8; 4096], true, true)).unwrap_err();
+    assert!(matches!(e, QueueError::Protocol { .. }));
+}
+
+#[test]
+fn garbage_sends_termreq() {
+    let mut q = ready(4);
+    q.submit(1, IoRequest::new(Sqe::new(Opcode::FLUSH)), None)
+        .unwrap();
+    sent(&mut q);
+    let mut buf = BytesMut::from(&b"GARBAGE! this is not an NVMe/TCP PDU at all"[..]);
+    let e = q.receive(&mut buf).unwrap_err();
+    assert!(matches!(e, QueueError::Malformed(_)));
+    let out = sent(&mut q);
+    assert!(matches!(&out[..], [Pdu::H2CTermReq(t)] if t.fes == Fes::INVALID_HEADER_FIELD));
+    assert!(q.is_failed());
+    q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
+    assert_eq!(done(&mut q).len(), 1);
+}
+
+#[test]
+fn c2h_termreq_is_fatal() {
+    let mut q = ready(4);
+    let e = q
+        .handle(Pdu::C2HTermReq(TermReq {
+            fes: Fes::PDU_SEQUENCE_ERROR,
+            fei: 0,
+            data: Bytes::new(),
+        }))
+        .unwrap_err();
+    assert_eq!(e, QueueError::TermReq { fes: 2, fei: 0 });
+}
+
+#[test]
+fn deadlines() {
+    let t0 = Instant::now();
+    let mut q = ready(4);
+    q.submit(
+        1,
+        IoRequest::new(Sqe::new(Opcode::ASYNC_EVENT_REQUEST)),
+        None,
+    )
+    .unwrap();
+    let cid = q
+        .submit(
+            2,
+            IoRequest::new(Sqe::new(Opcode::FLUSH)),
+            Some(t0 + Duration::from_secs(30)),
+        )
+        .unwrap();
+    assert_eq!(q.next_deadline(), Some(t0 + Duration::from_secs(30)));
+    q.poll_timeout(t0 + Duration::from_secs(29)).unwrap();
+    let e = q.poll_timeout(t0 + Duration::from_secs(30)).unwrap_err();
+    assert_eq!(e, QueueError::Timeout { cid, opcode: 0 });
+    q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
+    assert_eq!(done(&mut q).len(), 2, "the AER is torn down too");
+}
+
+#[test]
+fn data_digest_error_fails_the_command_not_the_connection() {
+    let dg = Digests {
+        header: true,
+        data: true,
+    };
+    let mut q: QueueCore<u32> = QueueCore::new(QueueConfig {
+        qid: 1,
+        queue_size: 4,
+        digests: dg,
+        inline_max: 8192,
+        max_data_len: 1 << 20,
+    });
+    q.pop_outbound();
+    q.handle(Pdu::IcResp(IcResp {
+        pfv: 0,
+        cpda: 0,
+        digests: dg,
+        maxh2cdata: 8192,
+    }))
+    .unwrap();
+    let a = q
+        .submit(1, IoRequest::with_read(Sqe::new(Opcode::READ), 512), None)
+        .unwrap();
+    let b = q
+        .submit(2, IoRequest::with_read(Sqe::new(Opcode::READ), 512), None)
+        .unwrap();
+    let opts = q.encode_options();
+    let mut buf = BytesMut::new();
+    c2h(a, 0, &[1u8; 512], true, true).encode(opts, &mut buf);
+    let n = buf.len();
+    buf[n - 1] ^= 0xFF; // corrupt the data digest
+    c2h(b, 0, &[2u8; 512], true, true).encode(opts, &mut buf);
+    q.receive(&mut buf).unwrap();
+    assert!(!q.is_failed());
+    let d = done(&mut q);
+    assert_eq!(d[0].0, 1);
+    assert_eq!(d[0].1.status.code, StatusCode::DATA_TRANSFER_ERROR);
+    assert_eq!(d[1].1.data, Bytes::from(vec![2u8; 512]));
+}

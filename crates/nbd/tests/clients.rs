@@ -197,6 +197,7 @@ fn fio_nbd_engine_randwrite_verify() {
         "--verify=crc32c",
         "--do_verify=1",
         "--verify_fatal=1",
+        "--verify_state_save=0",
         "--output-format=json",
     ]));
     let json = &out[out.find('{').expect("fio JSON")..];

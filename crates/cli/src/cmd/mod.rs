@@ -1,0 +1,6 @@
+//! Host commands.
+pub mod discover;
+pub mod identify;
+pub mod io;
+pub mod list_subsys;
+pub mod status;

@@ -1,0 +1,229 @@
+//! Prometheus text exposition for `nvmp nbd --metrics ADDR:PORT`: a tiny
+//! HTTP/1.0 responder (any path answers; `/metrics` by convention).
+
+use std::fmt::Write;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::control::{NbdCounters, State};
+use nvmp_mpath::stats::SubsysSnapshot;
+
+const ANA_STATES: [&str; 5] = [
+    "optimized",
+    "non-optimized",
+    "inaccessible",
+    "persistent-loss",
+    "change",
+];
+const CTRL_STATES: [&str; 7] = [
+    "new",
+    "connecting",
+    "live",
+    "resetting",
+    "deleting",
+    "deleting (no IO)",
+    "dead",
+];
+
+type PathField = fn(&nvmp_mpath::stats::PathSnapshot) -> u64;
+type HeadField = fn(&nvmp_mpath::stats::HeadSnapshot) -> u64;
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The exposition text.
+pub fn render(subs: &[SubsysSnapshot], nbd: Option<&NbdCounters>) -> String {
+    let mut s = String::new();
+    let counters: [(&str, &str, PathField); 4] = [
+        (
+            "nvmp_path_ios_total",
+            "I/O commands completed successfully on a path.",
+            |p| p.ios,
+        ),
+        (
+            "nvmp_path_bytes_total",
+            "Bytes transferred on a path.",
+            |p| p.bytes,
+        ),
+        (
+            "nvmp_path_errors_total",
+            "Commands that failed on a path.",
+            |p| p.errors,
+        ),
+        (
+            "nvmp_path_failovers_total",
+            "Commands failed over away from a path.",
+            |p| p.failovers,
+        ),
+    ];
+    for (name, help, f) in counters {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for sub in subs {
+            for h in &sub.heads {
+                for p in &h.paths {
+                    let _ = writeln!(
+                        s,
+                        "{name}{{subsystem=\"{}\",head=\"{}\",path=\"{}\",controller=\"{}\"}} {}",
+                        esc(&sub.nqn),
+                        h.name,
+                        p.name,
+                        p.controller,
+                        f(p)
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(s, "# HELP nvmp_path_outstanding Commands in flight on the path's controller.\n# TYPE nvmp_path_outstanding gauge");
+    for sub in subs {
+        for h in &sub.heads {
+            for p in &h.paths {
+                let _ = writeln!(
+                    s,
+                    "nvmp_path_outstanding{{subsystem=\"{}\",head=\"{}\",path=\"{}\"}} {}",
+                    esc(&sub.nqn),
+                    h.name,
+                    p.name,
+                    p.outstanding
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "# HELP nvmp_path_ana_state ANA state of a path (1 for the current state).\n# TYPE nvmp_path_ana_state gauge");
+    for sub in subs {
+        for h in &sub.heads {
+            for p in &h.paths {
+                for st in ANA_STATES {
+                    let v = u8::from(p.ana_state == st);
+                    let _ = writeln!(
+                        s,
+                        "nvmp_path_ana_state{{subsystem=\"{}\",head=\"{}\",path=\"{}\",group=\"{}\",state=\"{st}\"}} {v}",
+                        esc(&sub.nqn),
+                        h.name,
+                        p.name,
+                        p.ana_group
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(s, "# HELP nvmp_controller_state State of a controller (1 for the current state).\n# TYPE nvmp_controller_state gauge");
+    for sub in subs {
+        for c in &sub.controllers {
+            for st in CTRL_STATES {
+                let v = u8::from(c.state == st);
+                let _ = writeln!(
+                    s,
+                    "nvmp_controller_state{{subsystem=\"{}\",controller=\"{}\",address=\"{}\",state=\"{st}\"}} {v}",
+                    esc(&sub.nqn),
+                    c.name,
+                    esc(&c.address)
+                );
+            }
+        }
+    }
+    let heads: [(&str, &str, &str, HeadField); 5] = [
+        (
+            "nvmp_head_requeued_total",
+            "counter",
+            "Commands that waited for a usable path.",
+            |h| h.requeued,
+        ),
+        (
+            "nvmp_head_failovers_total",
+            "counter",
+            "Commands failed over to another path.",
+            |h| h.failovers,
+        ),
+        (
+            "nvmp_head_errors_total",
+            "counter",
+            "Commands returned to the caller with an error.",
+            |h| h.errors,
+        ),
+        (
+            "nvmp_head_waiting",
+            "gauge",
+            "Commands waiting for a usable path now.",
+            |h| h.waiting,
+        ),
+        (
+            "nvmp_head_longest_wait_ms",
+            "gauge",
+            "Longest wait for a usable path, ms.",
+            |h| h.longest_wait_ms,
+        ),
+    ];
+    for (name, ty, help, f) in heads {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for sub in subs {
+            for h in &sub.heads {
+                let _ = writeln!(
+                    s,
+                    "{name}{{subsystem=\"{}\",head=\"{}\"}} {}",
+                    esc(&sub.nqn),
+                    h.name,
+                    f(h)
+                );
+            }
+        }
+    }
+    if let Some(n) = nbd {
+        let nb: [(&str, &str, u64); 6] = [
+            ("nvmp_nbd_connections", "gauge", n.connections_active),
+            ("nvmp_nbd_requests_total", "counter", n.requests),
+            ("nvmp_nbd_read_bytes_total", "counter", n.bytes_read),
+            ("nvmp_nbd_written_bytes_total", "counter", n.bytes_written),
+            ("nvmp_nbd_errors_total", "counter", n.errors),
+            ("nvmp_nbd_connections_total", "counter", n.connections_total),
+        ];
+        for (name, ty, v) in nb {
+            let _ = writeln!(s, "# TYPE {name} {ty}\n{name} {v}");
+        }
+    }
+    s
+}
+
+async fn answer(mut sock: tokio::net::TcpStream, st: State) -> std::io::Result<()> {
+    // Read the request head (bounded); its content does not matter.
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    loop {
+        let r =
+            tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf[n..])).await;
+        match r {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(k)) => {
+                n += k;
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n")
+                    || buf[..n].windows(2).any(|w| w == b"\n\n")
+                    || n == buf.len()
+                {
+                    break;
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    let nbd: NbdCounters = (st.nbd)().into();
+    let body = render(&st.mp.snapshot(), Some(&nbd));
+    let head = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(body.as_bytes()).await?;
+    sock.shutdown().await
+}
+
+pub async fn serve(l: TcpListener, st: State) {
+    loop {
+        if let Ok((s, _)) = l.accept().await {
+            tokio::spawn(answer(s, st.clone()));
+        }
+    }
+}

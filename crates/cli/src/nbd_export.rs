@@ -1,0 +1,218 @@
+//! `nvmp nbd`: serve a namespace head over NBD (crates/nbd), with a control
+//! socket for `nvmp status` and Prometheus metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use clap::Args;
+use nvmp_mpath::NamespaceHead;
+use nvmp_nbd::{BlockDevice, ExportConfig, IoError, IoErrorKind, NbdServer};
+use nvmp_wire::StatusCode;
+
+use crate::paths::PathArgs;
+
+/// The block-device adapter: a namespace head as an NBD export's backend.
+pub struct HeadDevice(pub Arc<NamespaceHead>);
+
+fn nbd_err(e: nvmp_mpath::IoError) -> IoError {
+    let kind = match e.status.code {
+        StatusCode::LBA_OUT_OF_RANGE | StatusCode::CAPACITY_EXCEEDED => IoErrorKind::NoSpc,
+        StatusCode::INVALID_FIELD => IoErrorKind::Inval,
+        StatusCode::NAMESPACE_WRITE_PROTECTED | StatusCode::ACCESS_DENIED => IoErrorKind::Perm,
+        StatusCode::INVALID_OPCODE => IoErrorKind::NotSup,
+        _ => IoErrorKind::Io,
+    };
+    IoError::new(kind, e.to_string())
+}
+
+impl BlockDevice for HeadDevice {
+    fn size_bytes(&self) -> u64 {
+        self.0.capacity_bytes()
+    }
+    fn block_size(&self) -> u32 {
+        self.0.block_size()
+    }
+    fn max_transfer_bytes(&self) -> u32 {
+        self.0.max_transfer_bytes().max(self.0.block_size())
+    }
+    fn max_discard_bytes(&self) -> u32 {
+        // The head splits Write Zeroes and DSM itself.
+        let bs = self.0.block_size();
+        (1u32 << 30) / bs * bs
+    }
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
+        let bs = self.0.block_size() as u64;
+        self.0
+            .read(offset / bs, (len as u64 / bs) as u32)
+            .await
+            .map_err(nbd_err)
+    }
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+        let bs = self.0.block_size() as u64;
+        self.0.write(offset / bs, data, fua).await.map_err(nbd_err)
+    }
+    async fn flush(&self) -> Result<(), IoError> {
+        self.0.flush().await.map_err(nbd_err)
+    }
+    async fn trim(&self, offset: u64, len: u32) -> Result<(), IoError> {
+        let bs = self.0.block_size() as u64;
+        self.0
+            .discard(offset / bs, len as u64 / bs)
+            .await
+            .map_err(nbd_err)
+    }
+    async fn write_zeroes(&self, offset: u64, len: u32, may_trim: bool) -> Result<(), IoError> {
+        let bs = self.0.block_size() as u64;
+        self.0
+            .write_zeroes(offset / bs, len as u64 / bs, may_trim)
+            .await
+            .map_err(nbd_err)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NbdArgs {
+    #[command(flatten)]
+    pub paths: PathArgs,
+    /// Namespace ID to export.
+    #[arg(long = "nsid", default_value_t = 1)]
+    pub nsid: u32,
+    /// TCP address to serve NBD on.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Unix socket to serve NBD on.
+    #[arg(long = "unix", value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Export name (default: the head's name, e.g. nvme0n1).
+    #[arg(long = "name")]
+    pub name: Option<String>,
+    /// Control socket for `nvmp status` (and live iopolicy changes).
+    #[arg(long = "control", value_name = "SOCKET")]
+    pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics on ADDR:PORT (/metrics).
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+    /// I/O policy (numa, round-robin, queue-depth).
+    #[arg(long = "iopolicy")]
+    pub iopolicy: Option<nvmp_mpath::IoPolicy>,
+    /// Export read-only.
+    #[arg(long = "read-only", short = 'r')]
+    pub read_only: bool,
+}
+
+pub async fn run(a: NbdArgs) -> Result<()> {
+    if a.listen.is_none() && a.unix.is_none() {
+        bail!("nothing to serve on: give --listen ADDR:PORT and/or --unix PATH");
+    }
+    // Bind everything first so that a bad address fails before connecting.
+    let tcp = match &a.listen {
+        Some(l) => Some(
+            tokio::net::TcpListener::bind(l)
+                .await
+                .map_err(|e| anyhow!("cannot listen on {l}: {e}"))?,
+        ),
+        None => None,
+    };
+    let unix = match &a.unix {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            Some(
+                tokio::net::UnixListener::bind(p)
+                    .map_err(|e| anyhow!("cannot listen on {}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let metrics = match &a.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .map_err(|e| anyhow!("cannot serve metrics on {m}: {e}"))?,
+        ),
+        None => None,
+    };
+    let control = match &a.control {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            Some(
+                tokio::net::UnixListener::bind(p)
+                    .map_err(|e| anyhow!("control socket {}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let (mp, head) = crate::cmd::io::open_head(&a.paths, a.nsid).await?;
+    let host = crate::connect::identity(&a.paths)?;
+    if let Some(p) = a.iopolicy {
+        for s in mp.subsystems() {
+            s.set_iopolicy(p);
+        }
+    }
+    let name = a.name.clone().unwrap_or_else(|| head.name.clone());
+    let mut cfg = ExportConfig::new(name.clone());
+    cfg.description = format!(
+        "nvmp multipath namespace {} (nsid {})",
+        head.name, head.nsid
+    );
+    cfg.read_only = a.read_only;
+    let server =
+        NbdServer::new(Arc::new(HeadDevice(head.clone())), cfg).map_err(|e| anyhow!("{e}"))?;
+    let stats = {
+        let s = server.clone();
+        Arc::new(move || s.stats())
+    };
+    let state = crate::control::State {
+        mp: mp.clone(),
+        hostnqn: host.hostnqn.clone(),
+        hostid: host.hostid_string(),
+        nbd: stats,
+    };
+    if let Some(l) = control {
+        tokio::spawn(crate::control::serve(l, state.clone()));
+    }
+    if let Some(l) = metrics {
+        tokio::spawn(crate::metrics::serve(l, state.clone()));
+    }
+    let mut where_ = vec![];
+    if let Some(l) = &tcp {
+        where_.push(format!("nbd://{}/{name}", l.local_addr()?));
+    }
+    if let Some(p) = &a.unix {
+        where_.push(format!("nbd+unix:///{name}?socket={}", p.display()));
+    }
+    eprintln!(
+        "nvmp: exporting {} ({} bytes, {} paths) at {}",
+        head.name,
+        head.capacity_bytes(),
+        head.paths().len(),
+        where_.join(" and ")
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(l) = tcp {
+        let s = server.clone();
+        tasks.spawn(async move { s.serve_tcp(l).await });
+    }
+    if let Some(l) = unix {
+        let s = server.clone();
+        tasks.spawn(async move { s.serve_unix(l).await });
+    }
+    let r = tokio::select! {
+        _ = crate::signal::terminated() => {
+            eprintln!("nvmp: shutting down");
+            server.shutdown();
+            while tasks.join_next().await.is_some() {}
+            Ok(())
+        }
+        r = tasks.join_next() => match r {
+            Some(Ok(Err(e))) => Err(anyhow!("NBD server: {e}")),
+            _ => Ok(()),
+        },
+    };
+    mp.shutdown().await;
+    for p in [&a.unix, &a.control].into_iter().flatten() {
+        let _ = std::fs::remove_file(p);
+    }
+    r.context("nbd")
+}

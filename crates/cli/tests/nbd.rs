@@ -130,6 +130,7 @@ fn fio_verify(uri: &str, runtime: u32) -> std::process::Output {
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             &format!("--runtime={runtime}"),
             "--time_based=0",
             "--loops=50",

@@ -216,13 +216,25 @@ impl NamespaceHead {
         let mut avoid: Option<Arc<Path>> = None;
         loop {
             let paths = self.paths();
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let sel = self.choose(&paths, avoid.as_ref());
-            let path = match sel {
+            let path = match self.choose(&paths, avoid.as_ref()) {
                 Selection::Path(i) => paths[i].clone(),
-                Selection::Requeue => {
+                _ => {
+                    // Register for wake-ups before looking again, so that a
+                    // change between the two looks is not missed. (Only
+                    // here: the hot path never touches the Notify's lock.)
+                    let notified = self.wake.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    match self.choose(&self.paths(), avoid.as_ref()) {
+                        Selection::Path(_) => continue,
+                        Selection::Requeue => {}
+                        Selection::Fail => {
+                            self.end_wait(&mut wait_started);
+                            tracing::warn!(head = %self.name, "no available path - failing I/O");
+                            return self
+                                .fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
+                        }
+                    }
                     if wait_started.is_none() {
                         wait_started = Some(Instant::now());
                         self.stats.requeued.fetch_add(1, Relaxed);
@@ -242,11 +254,6 @@ impl NamespaceHead {
                     // are also delivered through `wake`, this is a safety net.
                     let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
                     continue;
-                }
-                Selection::Fail => {
-                    self.end_wait(&mut wait_started);
-                    tracing::warn!(head = %self.name, "no available path - failing I/O");
-                    return self.fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
                 }
             };
             self.end_wait(&mut wait_started);

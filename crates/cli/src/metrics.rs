@@ -3,19 +3,12 @@
 
 use std::fmt::Write;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::control::{NbdCounters, State};
 use nvmp_mpath::stats::SubsysSnapshot;
+use nvmp_target::control::metrics::{esc, ANA_STATES};
 
-const ANA_STATES: [&str; 5] = [
-    "optimized",
-    "non-optimized",
-    "inaccessible",
-    "persistent-loss",
-    "change",
-];
 const CTRL_STATES: [&str; 7] = [
     "new",
     "connecting",
@@ -28,12 +21,6 @@ const CTRL_STATES: [&str; 7] = [
 
 type PathField = fn(&nvmp_mpath::stats::PathSnapshot) -> u64;
 type HeadField = fn(&nvmp_mpath::stats::HeadSnapshot) -> u64;
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// The exposition text.
 pub fn render(subs: &[SubsysSnapshot], nbd: Option<&NbdCounters>) -> String {
@@ -188,42 +175,14 @@ pub fn render(subs: &[SubsysSnapshot], nbd: Option<&NbdCounters>) -> String {
     s
 }
 
-async fn answer(mut sock: tokio::net::TcpStream, st: State) -> std::io::Result<()> {
-    // Read the request head (bounded); its content does not matter.
-    let mut buf = vec![0u8; 4096];
-    let mut n = 0;
-    loop {
-        let r =
-            tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf[n..])).await;
-        match r {
-            Ok(Ok(0)) | Err(_) => break,
-            Ok(Ok(k)) => {
-                n += k;
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n")
-                    || buf[..n].windows(2).any(|w| w == b"\n\n")
-                    || n == buf.len()
-                {
-                    break;
-                }
-            }
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-    let nbd: NbdCounters = (st.nbd)().into();
-    let body = render(&st.mp.snapshot(), Some(&nbd));
-    let head = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body.as_bytes()).await?;
-    sock.shutdown().await
-}
-
+/// Serve the exposition over HTTP until the task is dropped.
 pub async fn serve(l: TcpListener, st: State) {
-    loop {
-        if let Ok((s, _)) = l.accept().await {
-            tokio::spawn(answer(s, st.clone()));
-        }
-    }
+    nvmp_target::control::metrics::serve_http(
+        l,
+        std::sync::Arc::new(move || {
+            let nbd: NbdCounters = (st.nbd)().into();
+            render(&st.mp.snapshot(), Some(&nbd))
+        }),
+    )
+    .await
 }

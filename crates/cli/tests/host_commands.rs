@@ -466,6 +466,7 @@ fn target_subcommands_mounted() {
     let cfg = dir.path().join("t.json");
     let ctl = dir.path().join("t.sock");
     let port = closed_port();
+    let metrics_port = closed_port();
     let text =
         config_json("4M").replacen("\"trsvcid\":\"0\"", &format!("\"trsvcid\":\"{port}\""), 1);
     std::fs::write(&cfg, text).unwrap();
@@ -477,6 +478,8 @@ fn target_subcommands_mounted() {
             cfg.to_str().unwrap(),
             "--control",
             ctl.to_str().unwrap(),
+            "--metrics",
+            &format!("127.0.0.1:{metrics_port}"),
         ])
         .spawn()
         .unwrap();
@@ -505,6 +508,23 @@ fn target_subcommands_mounted() {
     assert_ok(&o);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ANA DESC LIST "][0]["state"], "inaccessible", "{v}");
+    // Prometheus metrics of the running target.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        metrics.contains("nvmp_target_ana_state{port=\"1\",group=\"1\",state=\"inaccessible\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nvmp_target_connections_total{port=\"1\"}"),
+        "{metrics}"
+    );
     assert_ok(&run(&s(&[
         "target",
         "port",

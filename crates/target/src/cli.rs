@@ -21,6 +21,9 @@ pub enum TargetCommand {
         /// Unix control socket to serve.
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Serve Prometheus metrics (per-port I/O counters, ANA states, controllers) on ADDR:PORT.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Change an ANA group's state on a port.
     Ana {
@@ -107,7 +110,11 @@ async fn call(control: &std::path::Path, req: Request) -> anyhow::Result<socket:
 /// Run a `nvmp target …` subcommand.
 pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
     match cmd {
-        TargetCommand::Run { config, control } => run(config, control).await,
+        TargetCommand::Run {
+            config,
+            control,
+            metrics,
+        } => run(config, control, metrics).await,
         TargetCommand::Ana {
             control,
             port,
@@ -203,10 +210,30 @@ fn print_status(st: &crate::control::TargetStatus) {
 
 /// `run`: load the config (refused before anything listens if invalid),
 /// serve until SIGINT/SIGTERM.
-async fn run(config: PathBuf, control: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    config: PathBuf,
+    control: Option<PathBuf>,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let cfg =
         TargetConfig::load(&config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let metrics_listener = match metrics {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("--metrics {a}: cannot listen: {e}"))?,
+        ),
+        None => None,
+    };
     let h = TargetHandle::start(cfg).await?;
+    let metrics_task = metrics_listener.map(|l| {
+        let h = h.clone();
+        tracing::info!(addr = %metrics.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()), "serving metrics");
+        tokio::spawn(crate::control::metrics::serve_http(
+            l,
+            std::sync::Arc::new(move || crate::control::metrics::render(&h.status())),
+        ))
+    });
     let ctl = control.clone().map(|p| {
         let h = h.clone();
         tokio::spawn(async move {
@@ -219,6 +246,9 @@ async fn run(config: PathBuf, control: Option<PathBuf>) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     if let Some(t) = ctl {
+        t.abort();
+    }
+    if let Some(t) = metrics_task {
         t.abort();
     }
     if let Some(p) = control {

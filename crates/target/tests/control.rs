@@ -192,6 +192,7 @@ async fn invalid_config_is_refused_before_listening() {
     let e = run_command(TargetCommand::Run {
         config: path,
         control: None,
+        metrics: None,
     })
     .await
     .unwrap_err();
@@ -255,4 +256,60 @@ fn run_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!sock.exists(), "control socket must be removed");
+}
+
+/// Prometheus metrics over HTTP: per-port counters follow I/O, ANA states follow `set_ana`.
+#[tokio::test]
+async fn metrics_over_http() {
+    use nvmp_target::control::metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TargetHandle::start(TargetConfig::from_json(&two_port_config(SUB, "")).unwrap())
+        .await
+        .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = l.local_addr().unwrap();
+    let h = t.clone();
+    let srv = tokio::spawn(metrics::serve_http(
+        l,
+        std::sync::Arc::new(move || metrics::render(&h.status())),
+    ));
+    let scrape = || async move {
+        let mut s = tokio::net::TcpStream::connect(maddr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let addr = t.local_addr(1).unwrap();
+    let (_admin, cntlid) = Client::admin(addr, SUB, HOSTNQN, 5000).await.unwrap();
+    let mut io = Client::io(addr, SUB, HOSTNQN, cntlid, 1).await.unwrap();
+    let (c, _) = io
+        .command(write_sqe(1, 0, 1, false), Some(vec![5u8; 512].into()), 0)
+        .await
+        .unwrap();
+    assert!(c.status.is_success());
+    let body = scrape().await;
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(
+        body.contains("nvmp_target_writes_total{port=\"1\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("nvmp_target_write_bytes_total{port=\"1\"} 512"),
+        "{body}"
+    );
+    assert!(body.contains("nvmp_target_port_up{port=\"2\"} 1"), "{body}");
+    t.set_ana(2, 1, nvmp_wire::log::AnaState::INACCESSIBLE)
+        .unwrap();
+    let body = scrape().await;
+    assert!(
+        body.contains("nvmp_target_ana_state{port=\"2\",group=\"1\",state=\"inaccessible\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("nvmp_target_controllers{{subsystem=\"{SUB}\"}} 1")),
+        "{body}"
+    );
+    srv.abort();
+    t.shutdown().await;
 }

@@ -1,10 +1,14 @@
 //! Test support shared by nvmp's crates: a guard around `../shared/linux-peer`,
-//! the real Linux kernel NVMe/TCP stack in a QEMU VM.
+//! the real Linux kernel NVMe/TCP stack in a QEMU VM, and a TCP fault proxy
+//! ([`proxy::FaultProxy`]).
 //!
 //! The interop tests run in the normal suite. They are skipped only when
 //! `NVMP_SKIP_LINUX_PEER=1` (documented in the README; CI never sets it);
 //! otherwise a missing or broken VM fails the test.
 #![forbid(unsafe_code)]
+
+pub mod proxy;
+pub use proxy::{FaultProxy, ProxyMode};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

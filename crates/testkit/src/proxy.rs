@@ -1,0 +1,164 @@
+//! A TCP fault proxy for tests: sits between a host and one target port and,
+//! on command, delays traffic, swallows it (a black hole: TCP stays open,
+//! nothing gets through), cuts every connection (a link going down),
+//! refuses new connections, or flips one bit in the target-to-host stream.
+//! The target's own fault injection covers NVMe-level faults; this covers
+//! what the network does.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What the proxy does with the bytes it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Pass,
+    /// Forward each chunk after this delay.
+    Delay(Duration),
+    /// Read and drop everything; connections stay open.
+    BlackHole,
+}
+
+#[derive(Debug)]
+struct Ctl {
+    mode: Mutex<ProxyMode>,
+    refuse: AtomicBool,
+    /// Bumped to cut every open connection.
+    cut: watch::Sender<u64>,
+    /// Flip a bit in the target-to-host stream once this many more bytes have passed (u64::MAX = never).
+    corrupt_after: AtomicU64,
+    connections: AtomicU64,
+    corrupted: AtomicU64,
+}
+
+/// A running proxy; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    ctl: Arc<Ctl>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listen on 127.0.0.1 (ephemeral port) and forward to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy listen");
+        let addr = l.local_addr().expect("proxy addr");
+        let ctl = Arc::new(Ctl {
+            mode: Mutex::new(ProxyMode::Pass),
+            refuse: AtomicBool::new(false),
+            cut: watch::channel(0).0,
+            corrupt_after: AtomicU64::new(u64::MAX),
+            connections: AtomicU64::new(0),
+            corrupted: AtomicU64::new(0),
+        });
+        let c = ctl.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((down, _)) = l.accept().await else {
+                    continue;
+                };
+                if c.refuse.load(Relaxed) {
+                    drop(down);
+                    continue;
+                }
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    c.connections.fetch_add(1, Relaxed);
+                    let _ = down.set_nodelay(true);
+                    let _ = up.set_nodelay(true);
+                    let mut cut = c.cut.subscribe();
+                    let (dr, dw) = down.into_split();
+                    let (ur, uw) = up.into_split();
+                    tokio::select! {
+                        _ = pump(dr, uw, c.clone(), false) => {}
+                        _ = pump(ur, dw, c.clone(), true) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, ctl, task }
+    }
+
+    /// The address hosts connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn set_mode(&self, m: ProxyMode) {
+        *self.ctl.mode.lock().unwrap_or_else(|e| e.into_inner()) = m;
+    }
+    /// Close every open connection (both directions), as a failed link would.
+    pub fn cut_all(&self) {
+        self.ctl.cut.send_modify(|g| *g += 1);
+    }
+    /// Refuse (accept and close at once) new connections while set.
+    pub fn refuse(&self, on: bool) {
+        self.ctl.refuse.store(on, Relaxed);
+    }
+    /// Flip the lowest bit of the byte that comes `after` bytes from now in the target-to-host direction.
+    pub fn corrupt_target_byte_after(&self, after: u64) {
+        self.ctl.corrupt_after.store(after, Relaxed);
+    }
+    /// Connections proxied so far.
+    pub fn connections(&self) -> u64 {
+        self.ctl.connections.load(Relaxed)
+    }
+    /// Bytes corrupted so far.
+    pub fn corrupted(&self) -> u64 {
+        self.ctl.corrupted.load(Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.cut_all();
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    c: Arc<Ctl>,
+    from_target: bool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mode = *c.mode.lock().unwrap_or_else(|e| e.into_inner());
+        match mode {
+            ProxyMode::BlackHole => continue,
+            ProxyMode::Delay(d) => tokio::time::sleep(d).await,
+            ProxyMode::Pass => {}
+        }
+        if from_target {
+            let left = c.corrupt_after.load(Relaxed);
+            if left != u64::MAX {
+                if left < n as u64 {
+                    buf[left as usize] ^= 1;
+                    c.corrupt_after.store(u64::MAX, Relaxed);
+                    c.corrupted.fetch_add(1, Relaxed);
+                } else {
+                    c.corrupt_after.store(left - n as u64, Relaxed);
+                }
+            }
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

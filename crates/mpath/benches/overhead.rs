@@ -5,6 +5,13 @@
 //!
 //! `cargo bench -p nvmp-mpath --bench overhead` (env `NVMP_BENCH_SECS` sets
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
+//!
+//! Time on a shared 2-core machine is noisy, so there is also a count mode
+//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head`
+//! sets up the same target, controller and head, runs N sequential 4 KiB
+//! reads through the chosen one, and exits. Under
+//! `valgrind --tool=callgrind`, the difference of two N gives instructions
+//! per I/O for each mode (scripts/overhead-instructions does this).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -132,7 +139,42 @@ async fn compare(a: Arc<Dev>, b: Arc<Dev>, qd: usize, secs: f64, rounds: usize) 
     (med(&mut ra), med(&mut rb))
 }
 
+/// Count mode: N sequential reads through `mode`, nothing printed but the mode.
+async fn count_mode(n: u64, mode: &str) {
+    let t = TargetHandle::start(TargetConfig::from_json(&config(&["optimized"])).unwrap())
+        .await
+        .unwrap();
+    let c = Controller::connect(opts(t.local_addr(1).unwrap()))
+        .await
+        .unwrap();
+    let mp = Multipath::new(MpathConfig::default());
+    mp.add_controller(c.clone()).await.unwrap();
+    let head = mp.head(NQN, 1).unwrap();
+    let dev = match mode {
+        "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
+        "head" => Dev::Head(head.clone()),
+        other => panic!("NVMP_BENCH_MODE={other}: expected bare or head"),
+    };
+    for i in 0..n {
+        dev.read4k((i * 8) % dev.blocks()).await;
+    }
+    eprintln!("count mode: {n} reads through {mode}");
+    mp.shutdown().await;
+    t.shutdown().await;
+}
+
 fn main() {
+    if let Ok(n) = std::env::var("NVMP_BENCH_COUNT_IOS") {
+        let n: u64 = n.parse().expect("NVMP_BENCH_COUNT_IOS");
+        let mode = std::env::var("NVMP_BENCH_MODE").unwrap_or_else(|_| "head".into());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(count_mode(n, &mode));
+        return;
+    }
     let secs: f64 = std::env::var("NVMP_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

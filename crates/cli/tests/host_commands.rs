@@ -43,6 +43,16 @@ fn discover_text_and_json() {
             assert!(r.get(k).is_some(), "{k} missing in {r}");
         }
     }
+    // Port 2's referral to another discovery service is listed (and not connected to).
+    let refs: Vec<_> = recs
+        .iter()
+        .filter(|r| r["subtype"] == "discovery subsystem referral")
+        .collect();
+    assert_eq!(refs.len(), 1, "{v}");
+    assert_eq!(refs[0]["subnqn"], "nqn.2014-08.org.nvmexpress.discovery");
+    assert_eq!(refs[0]["traddr"], "192.0.2.7");
+    assert_eq!(refs[0]["trsvcid"], "8009");
+    assert_eq!(refs[0]["portid"], 9);
 }
 
 #[test]

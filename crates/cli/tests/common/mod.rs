@@ -24,12 +24,19 @@ pub struct TestTarget {
 
 pub fn config_json(ns_size: &str) -> String {
     let port = |id: u16, state: &str| {
+        // Port 2 refers hosts to another discovery service (listed, never contacted).
+        let referrals = if id == 2 {
+            serde_json::json!([{"name": "r1", "portid": 9, "enable": 1,
+                "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "192.0.2.7", "trsvcid": "8009", "treq": "not specified"}}])
+        } else {
+            serde_json::json!([])
+        };
         serde_json::json!({
             "portid": id,
             "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": "0", "treq": "not specified"},
             "param": {"inline_data_size": "16384"},
             "ana_groups": [{"grpid": 1, "ana": {"state": state}}],
-            "referrals": [],
+            "referrals": referrals,
             "subsystems": [NQN, LOCKED_NQN],
         })
     };
@@ -150,10 +157,7 @@ pub fn assert_ok(o: &Output) {
 
 /// A TCP port on 127.0.0.1 where nothing listens.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let p = l.local_addr().expect("addr").port();
-    drop(l);
-    p
+    nvmp_testkit::free_port()
 }
 
 /// A binary a test needs, or a failure that names the Debian package.

@@ -27,6 +27,7 @@
 //!   (`"0"`: namespaces report NMIC "not shared"; default `"1"`).
 
 pub mod raw;
+mod referral;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ use std::path::PathBuf;
 
 pub use nvmp_wire::log::AnaState;
 pub use raw::RawConfig;
+pub use referral::ReferralSpec;
 pub use validate::validate;
 
 /// Validate one namespace given in nvmetcli's JSON shape (run-time additions).
@@ -100,6 +102,8 @@ pub struct PortSpec {
     /// Configured ANA groups and their states on this port.
     pub ana_groups: BTreeMap<u32, AnaState>,
     /// Linked subsystem NQNs.
+    /// Referrals to other discovery services, listed in this port's discovery log.
+    pub referrals: Vec<ReferralSpec>,
     pub subsystems: Vec<String>,
 }
 

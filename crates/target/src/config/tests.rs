@@ -124,3 +124,33 @@ fn multipath_test_extensions() {
         err(&bad)
     );
 }
+
+#[test]
+fn referrals_load_and_bad_ones_are_named() {
+    let with = SAMPLE.replace(
+        r#""referrals": []"#,
+        r#""referrals": [{"name": "r1", "portid": 7, "enable": 1, "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "10.0.0.9", "trsvcid": "8009", "treq": "not specified"}},
+                         {"name": "off", "portid": 8, "enable": 0, "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "10.0.0.8", "trsvcid": "8009"}}]"#,
+    );
+    let c = TargetConfig::from_json(&with).unwrap();
+    assert_eq!(
+        c.ports[0].referrals,
+        vec![ReferralSpec {
+            portid: 7,
+            trtype: 3,
+            adrfam: 1,
+            treq: 0,
+            traddr: "10.0.0.9".into(),
+            trsvcid: "8009".into()
+        }]
+    );
+    let bad = with.replace(
+        r#""trtype": "tcp", "adrfam": "ipv4", "traddr": "10.0.0.9""#,
+        r#""trtype": "carrier-pigeon", "adrfam": "ipv4", "traddr": "10.0.0.9""#,
+    );
+    assert!(
+        err(&bad).starts_with("ports[0].referrals[0].addr.trtype:"),
+        "{}",
+        err(&bad)
+    );
+}

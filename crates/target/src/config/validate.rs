@@ -149,6 +149,12 @@ fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
             ))
         }
     };
+    let mut referrals = Vec::new();
+    for (j, r) in p.referrals.iter().enumerate() {
+        if let Some(r) = super::referral::referral(r, &f(&format!("referrals[{j}]")))? {
+            referrals.push(r);
+        }
+    }
     let param = |k: &str| p.param.get(k);
     let inline_data_size = match param("inline_data_size") {
         None => DEFAULT_INLINE_DATA_SIZE,
@@ -251,6 +257,7 @@ fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
         max_queue_size,
         max_io_queues,
         ana_groups,
+        referrals,
         subsystems,
     })
 }

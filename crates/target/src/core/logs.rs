@@ -109,6 +109,25 @@ pub fn discovery_log(st: &State, ctx: &Ctx, hostnqn: &str) -> DiscoveryLog {
             });
         }
     }
+    // Referrals of the port the query came in on, as nvmet lists them.
+    if let Some(p) = st.ports.get(&ctx.port) {
+        for r in &p.spec.referrals {
+            entries.push(DiscoveryEntry {
+                trtype: r.trtype,
+                adrfam: r.adrfam,
+                subtype: subtype::REFERRAL,
+                treq: r.treq,
+                portid: r.portid,
+                cntlid: 0xFFFF,
+                asqsz: ASQSZ,
+                eflags: 0,
+                trsvcid: r.trsvcid.clone(),
+                subnqn: nvmp_wire::nqn::DISCOVERY_NQN.to_string(),
+                traddr: r.traddr.clone(),
+                tsas: [0; 256],
+            });
+        }
+    }
     DiscoveryLog {
         genctr: st.genctr,
         numrec: entries.len() as u64,

@@ -314,13 +314,15 @@ impl Controller {
     /// (0x371 torn down in flight, 0x370 not sent).
     pub async fn submit(&self, req: IoRequest) -> Completion {
         let c = &self.inner.counters;
-        c.outstanding.fetch_add(1, Ordering::Relaxed);
+        // Counted until this future completes or is dropped (a caller that
+        // gives up on a command must not leave the count high forever).
+        let guard = OutstandingGuard::new(&c.outstanding);
         let (write, read) = (
             req.write.as_ref().map_or(0, |w| w.len() as u64),
             req.read_len as u64,
         );
         let done = self.submit_inner(req).await;
-        c.outstanding.fetch_sub(1, Ordering::Relaxed);
+        drop(guard);
         c.completed.fetch_add(1, Ordering::Relaxed);
         if done.status.is_success() {
             c.bytes_written.fetch_add(write, Ordering::Relaxed);
@@ -426,5 +428,21 @@ impl Controller {
     /// VS (NVMe version) of the current association.
     pub fn vs(&self) -> Option<u32> {
         self.inner.assoc().map(|a| a.vs)
+    }
+}
+
+/// Holds one unit of the `outstanding` counter.
+struct OutstandingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> OutstandingGuard<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for OutstandingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

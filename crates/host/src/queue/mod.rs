@@ -4,8 +4,9 @@
 //!
 //! It takes received bytes and `now`, and yields PDUs to send and
 //! completions; it never blocks, never reads a clock and owns no socket.
-//! `T` is the caller's per-command token (a oneshot sender in the driver, a
-//! number in tests) handed back with the completion.
+//! `T` is the caller's per-command token (the ticket of a reusable
+//! completion cell in the driver, a number in tests) handed back with the
+//! completion.
 
 pub mod slots;
 #[cfg(test)]

@@ -192,84 +192,24 @@ fn main() {
             t.bs,
             c.io_queues()
         );
-        run(
-            &c,
-            &t,
-            Job {
-                name: "4k randread  QD1",
-                size: 4096,
-                qd: 1,
-                write: false,
-                random: true,
-            },
-            secs,
-        )
-        .await;
-        run(
-            &c,
-            &t,
-            Job {
-                name: "4k randread  QD32",
-                size: 4096,
-                qd: 32,
-                write: false,
-                random: true,
-            },
-            secs,
-        )
-        .await;
-        run(
-            &c,
-            &t,
-            Job {
-                name: "4k randwrite QD1",
-                size: 4096,
-                qd: 1,
-                write: true,
-                random: true,
-            },
-            secs,
-        )
-        .await;
-        run(
-            &c,
-            &t,
-            Job {
-                name: "4k randwrite QD32",
-                size: 4096,
-                qd: 32,
-                write: true,
-                random: true,
-            },
-            secs,
-        )
-        .await;
-        run(
-            &c,
-            &t,
-            Job {
-                name: "128k seqread  QD8",
-                size: 128 * 1024,
-                qd: 8,
-                write: false,
-                random: false,
-            },
-            secs,
-        )
-        .await;
-        run(
-            &c,
-            &t,
-            Job {
-                name: "128k seqwrite QD8",
-                size: 128 * 1024,
-                qd: 8,
-                write: true,
-                random: false,
-            },
-            secs,
-        )
-        .await;
+        // (name, size, QD, write, random), run in this order.
+        for (name, size, qd, write, random) in [
+            ("4k randread  QD1", 4096, 1, false, true),
+            ("4k randread  QD32", 4096, 32, false, true),
+            ("4k randwrite QD1", 4096, 1, true, true),
+            ("4k randwrite QD32", 4096, 32, true, true),
+            ("128k seqread  QD8", 128 * 1024, 8, false, false),
+            ("128k seqwrite QD8", 128 * 1024, 8, true, false),
+        ] {
+            let job = Job {
+                name,
+                size,
+                qd,
+                write,
+                random,
+            };
+            run(&c, &t, job, secs).await;
+        }
         c.disconnect().await;
     });
 }

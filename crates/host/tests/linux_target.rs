@@ -6,13 +6,12 @@
 //!
 //! Skipped only with NVMP_SKIP_LINUX_PEER=1; otherwise a missing VM fails.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nvmp_host::{discover, discovery_options, Controller, ControllerOptions, CtrlState, IoRequest};
+use nvmp_testkit::{skip_linux_peer, LinuxPeer, PeerMode};
 use nvmp_wire::identify::{cmic, NsIdDescriptor};
 use nvmp_wire::io::ReadWrite;
 use tokio::sync::Semaphore;
@@ -22,54 +21,6 @@ const INSTANCE: &str = "nvmp-host-it";
 const IO_SIZE: usize = 128 * 1024;
 const QD: usize = 8;
 const TOTAL: usize = 64 << 20;
-
-fn peer_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("NVMP_LINUX_PEER") {
-        return p.into();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/linux-peer/linux-peer")
-}
-
-struct Peer {
-    bin: PathBuf,
-    ports: [u16; 3],
-}
-
-impl Peer {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .args(["-n", INSTANCE])
-            .args(args)
-            .env("LINUX_PEER_CTL_PORT", self.ports[0].to_string())
-            .env("LINUX_PEER_PORT1", self.ports[1].to_string())
-            .env("LINUX_PEER_PORT2", self.ports[2].to_string())
-            .output()
-            .expect("run linux-peer")
-    }
-    fn run(&self, args: &[&str]) {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "linux-peer {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["stop"]);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn uuid(s: &str) -> [u8; 16] {
     *uuid::Uuid::parse_str(s).unwrap().as_bytes()
@@ -84,7 +35,7 @@ fn pattern(nsid: u32, off: usize, len: usize) -> Bytes {
     v.into()
 }
 
-async fn blocking(peer: &Arc<Peer>, args: &'static [&'static str]) {
+async fn blocking(peer: &Arc<LinuxPeer>, args: &'static [&'static str]) {
     let p = peer.clone();
     tokio::task::spawn_blocking(move || p.run(args))
         .await
@@ -93,27 +44,19 @@ async fn blocking(peer: &Arc<Peer>, args: &'static [&'static str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linux_nvmet_tcp_target() {
-    if std::env::var("NVMP_SKIP_LINUX_PEER").as_deref() == Ok("1") {
-        eprintln!("linux_target: SKIPPED (NVMP_SKIP_LINUX_PEER=1)");
+    if skip_linux_peer("linux_target") {
         return;
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter("nvmp_host=info")
         .with_test_writer()
         .try_init();
-    let bin = peer_bin();
-    assert!(
-        bin.exists(),
-        "linux-peer not found at {} (set NVMP_LINUX_PEER, or NVMP_SKIP_LINUX_PEER=1 to skip)",
-        bin.display()
-    );
-    let peer = Arc::new(Peer {
-        bin,
-        ports: [free_port(), free_port(), free_port()],
-    });
     let t = Instant::now();
-    let _ = peer.cmd(&["stop"]);
-    blocking(&peer, &["start", "--target"]).await;
+    let peer = Arc::new(
+        tokio::task::spawn_blocking(|| LinuxPeer::start(INSTANCE, PeerMode::Target))
+            .await
+            .unwrap(),
+    );
     eprintln!("linux-peer started in {:?}", t.elapsed());
 
     // Discovery. nvmet's discovery log is per port (the subsystems linked

@@ -8,19 +8,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nvmp_host::{discover, discovery_options, Controller, ControllerOptions, CtrlEvent, CtrlState};
 use nvmp_target::{FailNext, Fault, TargetConfig, TargetHandle};
+use nvmp_testkit::free_port;
 use nvmp_wire::admin::{AsyncEventType, NOTICE_ANA_CHANGE};
 use nvmp_wire::log::AnaState;
 use nvmp_wire::StatusCode;
 
 const SUB: &str = "nqn.2024-01.io.nvmp:host-it";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(p1: u16, p2: u16) -> String {
     let port = |id: u16, p: u16, g1: &str, g2: &str| {

@@ -89,7 +89,7 @@ impl NamespaceHead {
     /// Write whole blocks at `slba`; with `fua` the data is on stable media when this returns.
     pub async fn write(&self, slba: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         let bs = self.block_size() as u64;
-        if data.is_empty() || data.len() as u64 % bs != 0 {
+        if data.is_empty() || !(data.len() as u64).is_multiple_of(bs) {
             return Err(invalid());
         }
         let nlb = data.len() as u64 / bs;

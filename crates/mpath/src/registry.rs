@@ -147,7 +147,7 @@ impl Multipath {
         let id = ctrl.id_ctrl();
         let subnqn = ctrl.subnqn();
         let address = ctrl.address();
-        let sub = self.find_or_create_subsystem(&subnqn);
+        let sub = self.find_or_create_subsystem(subnqn);
         let name = format!("nvme{}", self.inner.next_ctrl.fetch_add(1, Relaxed));
         let ana_supported = id.cmic & cmic::ANA != 0;
         let entry = Arc::new(CtrlEntry {

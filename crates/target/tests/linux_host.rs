@@ -5,52 +5,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nvmp_target::{TargetConfig, TargetHandle};
+use nvmp_testkit::{skip_linux_peer, LinuxPeer, PeerMode};
 use nvmp_wire::log::AnaState;
 
 const SUB: &str = "nqn.2024-01.io.nvmp:interop";
 const INSTANCE: &str = "nvmp-target-it";
 
-fn peer_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("NVMP_LINUX_PEER") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/linux-peer/linux-peer")
-}
-
-struct Peer {
-    bin: PathBuf,
-}
-
-impl Peer {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.arg("-n").arg(INSTANCE).args(args);
-        c.env("LINUX_PEER_CTL_PORT", "14640")
-            .env("LINUX_PEER_PORT1", "14660")
-            .env("LINUX_PEER_PORT2", "14661");
-        c
-    }
-    /// Run a shell snippet in the guest; (rc, stdout+stderr).
-    fn exec(&self, snippet: &str) -> (i32, String) {
-        let out = self
-            .cmd(&["exec", "--", snippet])
-            .output()
-            .expect("run linux-peer exec");
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        s.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), s)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["stop"]).output();
-    }
+/// Run a shell snippet in the guest; (rc, stdout+stderr).
+fn exec(peer: &LinuxPeer, snippet: &str) -> (i32, String) {
+    let (rc, mut out, err) = peer.exec(snippet);
+    out.push_str(&err);
+    (rc, out)
 }
 
 fn log(t0: Instant, msg: &str) {
@@ -59,17 +27,10 @@ fn log(t0: Instant, msg: &str) {
 
 #[test]
 fn linux_host_interop() {
-    if std::env::var("NVMP_SKIP_LINUX_PEER").as_deref() == Ok("1") {
-        eprintln!("linux_host_interop: SKIPPED (NVMP_SKIP_LINUX_PEER=1)");
+    if skip_linux_peer("linux_host_interop") {
         return;
     }
     let t0 = Instant::now();
-    let bin = peer_bin();
-    assert!(
-        bin.exists(),
-        "linux-peer not found at {} (set NVMP_LINUX_PEER or NVMP_SKIP_LINUX_PEER=1)",
-        bin.display()
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,17 +43,11 @@ fn linux_host_interop() {
     let p2 = t.local_addr(2).unwrap().port();
     log(t0, &format!("target on 127.0.0.1:{p1} and :{p2}"));
 
-    let peer = Peer { bin };
-    let _ = peer.cmd(&["stop"]).output();
-    let st = peer
-        .cmd(&["start", "--host"])
-        .status()
-        .expect("start linux-peer");
-    assert!(st.success(), "linux-peer start --host failed");
+    let peer = LinuxPeer::start(INSTANCE, PeerMode::Host);
     log(t0, "guest up");
 
     // Discovery through port 1 lists both ports.
-    let (rc, out) = peer.exec(&format!("nvme discover -t tcp -a 10.0.2.2 -s {p1}"));
+    let (rc, out) = exec(&peer, &format!("nvme discover -t tcp -a 10.0.2.2 -s {p1}"));
     eprintln!("{out}");
     assert_eq!(rc, 0, "nvme discover failed");
     assert!(
@@ -103,14 +58,14 @@ fn linux_host_interop() {
     log(t0, "discovery lists both ports");
 
     // connect-all: one subsystem, two live paths, one head per namespace.
-    let (rc, out) = peer.exec(&format!(
+    let (rc, out) = exec(&peer, &format!(
         "nvme connect-all -t tcp -a 10.0.2.2 -s {p1} --reconnect-delay=1 --ctrl-loss-tmo=60; \
          for i in $(seq 100); do [ $(ls -d /sys/block/nvme*c*n* 2>/dev/null | wc -l) -ge 4 ] && break; sleep 0.2; done; \
          nvme list-subsys -o json; peer paths"
     ));
     eprintln!("{out}");
     assert_eq!(rc, 0, "connect-all failed");
-    let (_, n) = peer.exec("ls /sys/class/nvme-subsystem | wc -l; ls -d /sys/block/nvme*c*n* | wc -l; ls /sys/block | grep -cE '^nvme[0-9]+n[0-9]+$'");
+    let (_, n) = exec(&peer, "ls /sys/class/nvme-subsystem | wc -l; ls -d /sys/block/nvme*c*n* | wc -l; ls /sys/block | grep -cE '^nvme[0-9]+n[0-9]+$'");
     let n: Vec<&str> = n.split_whitespace().collect();
     assert_eq!(
         n,
@@ -124,14 +79,14 @@ fn linux_host_interop() {
     );
     log(t0, "connect-all: 1 subsystem, 2 live paths, 2 heads");
 
-    let (_, head) = peer.exec(&format!("peer head 1 {SUB}"));
+    let (_, head) = exec(&peer, &format!("peer head 1 {SUB}"));
     let head = head.trim().to_string();
     assert!(head.starts_with("/dev/nvme"), "no head for nsid 1: {head}");
 
     // ANA change via the handle, seen by nvme list-subsys.
     let ta = Instant::now();
     t.set_ana(1, 1, AnaState::INACCESSIBLE).unwrap();
-    let (rc, out) = peer.exec(&format!(
+    let (rc, out) = exec(&peer, &format!(
         "for i in $(seq 100); do nvme list-subsys {head} | grep -q 'trsvcid={p1}.* inaccessible' && exit 0; sleep 0.05; done; nvme list-subsys {head}; exit 1"
     ));
     let seen = ta.elapsed();
@@ -149,13 +104,13 @@ fn linux_host_interop() {
         "ANA change took {seen:?} to show"
     );
     t.set_ana(1, 1, AnaState::OPTIMIZED).unwrap();
-    let (rc, _) = peer.exec(&format!(
+    let (rc, _) = exec(&peer, &format!(
         "for i in $(seq 100); do nvme list-subsys {head} | grep -q 'trsvcid={p1}.* live optimized' && exit 0; sleep 0.05; done; exit 1"
     ));
     assert_eq!(rc, 0, "ANA back to optimized not visible");
 
     // fio verify on the head.
-    let (rc, out) = peer.exec(&format!(
+    let (rc, out) = exec(&peer, &format!(
         "fio --name=v --filename={head} --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 --size=16M \
          --verify=crc32c --verify_fatal=1 --do_verify=1 --output-format=terse 2>&1 | tail -n 3"
     ));
@@ -163,7 +118,7 @@ fn linux_host_interop() {
     log(t0, "fio crc32c verify passed");
 
     // Port cut during a verify job.
-    peer.exec(&format!(
+    exec(&peer, &format!(
         "rm -f /tmp/fv.*; (fio --name=v --filename={head} --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
          --size=16M --time_based --runtime=12 --verify=crc32c --verify_backlog=256 --verify_fatal=1 --do_verify=1 \
          > /tmp/fv.log 2>&1; echo $? > /tmp/fv.rc) >/dev/null 2>&1 &"
@@ -172,25 +127,25 @@ fn linux_host_interop() {
     t.port_down(1).unwrap();
     log(t0, "port 1 down");
     std::thread::sleep(Duration::from_secs(4));
-    let (_, paths) = peer.exec("peer paths");
+    let (_, paths) = exec(&peer, "peer paths");
     eprintln!("{paths}");
     t.port_up(1).unwrap();
     log(t0, "port 1 up");
-    let (_, rc) = peer.exec("for i in $(seq 60); do [ -e /tmp/fv.rc ] && break; sleep 1; done; cat /tmp/fv.rc; grep -E 'err=' /tmp/fv.log");
+    let (_, rc) = exec(&peer, "for i in $(seq 60); do [ -e /tmp/fv.rc ] && break; sleep 1; done; cat /tmp/fv.rc; grep -E 'err=' /tmp/fv.log");
     eprintln!("{rc}");
     assert!(
         rc.trim_start().starts_with('0'),
         "fio verify during port cut failed: {rc}"
     );
     log(t0, "fio verify survived the port cut");
-    let (rc, out) = peer.exec(
+    let (rc, out) = exec(&peer,
         "for i in $(seq 60); do [ \"$(cat /sys/class/nvme/nvme*/state | grep -c live)\" = 2 ] && exit 0; sleep 0.5; done; peer paths; exit 1",
     );
     assert_eq!(rc, 0, "port 1 path did not come back: {out}");
     log(t0, "port 1 path reconnected");
     // Header and data digests with the kernel host (nvme connect -g -G), and I/O through them.
-    let _ = peer.exec("nvme disconnect-all");
-    let (rc, out) = peer.exec(&format!(
+    let _ = exec(&peer, "nvme disconnect-all");
+    let (rc, out) = exec(&peer, &format!(
         "nvme connect -t tcp -a 10.0.2.2 -s {p2} -n {SUB} -g -G && \
          for i in $(seq 50); do h=$(peer head 1 {SUB} 2>/dev/null) && break; sleep 0.2; done; \
          dd if=/dev/urandom of=/tmp/pat bs=64k count=16 2>/dev/null && dd if=/tmp/pat of=$h bs=64k oflag=direct 2>&1 | tail -n 1 && \
@@ -213,7 +168,7 @@ fn linux_host_interop() {
         )
         .unwrap()
     );
-    let _ = peer.exec("nvme disconnect-all");
+    let _ = exec(&peer, "nvme disconnect-all");
     drop(peer);
     rt.block_on(t.shutdown());
     log(t0, "done");

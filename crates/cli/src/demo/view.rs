@@ -165,14 +165,7 @@ impl View {
                 }
                 if e.quiet_ticks >= 2 || now_s - e.start_s > MAX_EPISODE_S {
                     let e = self.episode.take().expect("episode");
-                    self.longest_stall_us = self.longest_stall_us.max(e.max_us);
-                    let msg = format!(
-                        "{} at t={:.2}s, I/O waited {:.1} ms",
-                        e.cause,
-                        e.start_s,
-                        e.max_us as f64 / 1000.0
-                    );
-                    self.event(msg);
+                    self.close_episode(e);
                 }
             }
         }
@@ -186,17 +179,22 @@ impl View {
         }
     }
 
+    /// Report a finished episode (already taken out of `self.episode`).
+    fn close_episode(&mut self, e: Episode) {
+        self.longest_stall_us = self.longest_stall_us.max(e.max_us);
+        let msg = format!(
+            "{} at t={:.2}s, I/O waited {:.1} ms",
+            e.cause,
+            e.start_s,
+            e.max_us as f64 / 1000.0
+        );
+        self.event(msg);
+    }
+
     /// Close an episode still open at the end.
     pub fn finish(&mut self) {
         if let Some(e) = self.episode.take() {
-            self.longest_stall_us = self.longest_stall_us.max(e.max_us);
-            let msg = format!(
-                "{} at t={:.2}s, I/O waited {:.1} ms",
-                e.cause,
-                e.start_s,
-                e.max_us as f64 / 1000.0
-            );
-            self.event(msg);
+            self.close_episode(e);
         }
     }
 

@@ -207,6 +207,23 @@ fn file_execute(file: &File, op: &IoOp) -> IoResult {
 mod tests {
     use super::*;
 
+    fn write(b: &Backend, offset: u64, data: Vec<u8>) {
+        b.execute(&IoOp::Write {
+            offset,
+            data: Bytes::from(data),
+            fua: true,
+        })
+        .unwrap();
+    }
+
+    fn zero(b: &Backend, offset: u64, len: u64) {
+        b.execute(&IoOp::Zero { offset, len }).unwrap();
+    }
+
+    fn read(b: &Backend, offset: u64, len: u32) -> Bytes {
+        b.execute(&IoOp::Read { offset, len }).unwrap()
+    }
+
     #[test]
     fn ram_round_trip_and_zero() {
         let (b, bs) = Backend::open(&DeviceSpec::Ram {
@@ -215,30 +232,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(bs, 512);
-        b.execute(&IoOp::Write {
-            offset: 512,
-            data: Bytes::from(vec![7u8; 1024]),
-            fua: true,
-        })
-        .unwrap();
-        let r = b
-            .execute(&IoOp::Read {
-                offset: 512,
-                len: 1024,
-            })
-            .unwrap();
+        write(&b, 512, vec![7u8; 1024]);
+        let r = read(&b, 512, 1024);
         assert!(r.iter().all(|x| *x == 7));
-        b.execute(&IoOp::Zero {
-            offset: 512,
-            len: 512,
-        })
-        .unwrap();
-        let r = b
-            .execute(&IoOp::Read {
-                offset: 512,
-                len: 1024,
-            })
-            .unwrap();
+        zero(&b, 512, 512);
+        let r = read(&b, 512, 1024);
         assert!(r[..512].iter().all(|x| *x == 0) && r[512..].iter().all(|x| *x == 7));
         assert!(b
             .execute(&IoOp::Read {
@@ -257,31 +255,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(b.size(), 1 << 20);
-        b.execute(&IoOp::Write {
-            offset: 4096,
-            data: Bytes::from(vec![9u8; 4096]),
-            fua: true,
-        })
-        .unwrap();
+        write(&b, 4096, vec![9u8; 4096]);
         b.execute(&IoOp::Flush).unwrap();
-        let r = b
-            .execute(&IoOp::Read {
-                offset: 4096,
-                len: 4096,
-            })
-            .unwrap();
+        let r = read(&b, 4096, 4096);
         assert!(r.iter().all(|x| *x == 9));
-        b.execute(&IoOp::Zero {
-            offset: 4096,
-            len: 4096,
-        })
-        .unwrap();
-        let r = b
-            .execute(&IoOp::Read {
-                offset: 4096,
-                len: 8,
-            })
-            .unwrap();
+        zero(&b, 4096, 4096);
+        let r = read(&b, 4096, 8);
         assert_eq!(&r[..], &[0u8; 8]);
     }
 }

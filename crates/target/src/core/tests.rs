@@ -88,6 +88,13 @@ impl H {
         self.feed_bytes(&b)
     }
 
+    /// A new connection on `port` that has done ICReq / ICResp.
+    fn with_ic(sh: &Arc<Shared>, port: u16, now: Instant) -> H {
+        let mut h = H::new(sh, port, now);
+        h.ic();
+        h
+    }
+
     fn ic(&mut self) {
         let r = self.feed(Pdu::IcReq(IcReq {
             pfv: 0,
@@ -125,22 +132,9 @@ impl H {
     }
 
     fn connect(&mut self, subnqn: &str, hostnqn: &str, qid: u16, cntlid: u16, kato_ms: u32) -> Cqe {
-        let sqe = ConnectCmd {
-            recfmt: 0,
-            qid,
-            sqsize: 31,
-            cattr: 0,
-            kato_ms,
-        }
-        .to_sqe();
-        let d = ConnectData {
-            hostid: [7; 16],
-            cntlid,
-            subnqn: subnqn.into(),
-            hostnqn: hostnqn.into(),
-        }
-        .encode();
-        self.cmd(sqe, Some(Bytes::copy_from_slice(&d)), 0).0
+        let sqe = connect_sqe(qid, 31, kato_ms);
+        self.cmd(sqe, Some(connect_data(7, cntlid, subnqn, hostnqn)), 0)
+            .0
     }
 
     fn prop_set_cc(&mut self, v: u32) -> Cqe {
@@ -170,12 +164,73 @@ impl H {
     }
 
     fn io(sh: &Arc<Shared>, port: u16, cntlid: u16, now: Instant) -> H {
-        let mut h = H::new(sh, port, now);
-        h.ic();
+        let mut h = H::with_ic(sh, port, now);
         let c = h.connect(SUB, HOST, 1, cntlid, 0);
         assert!(c.status.is_success(), "{:?}", c.status);
         h
     }
+
+    /// An enabled admin queue ([`admin`](Self::admin)) and an I/O queue of
+    /// the same controller, both on port 1; returns (admin, cntlid, io).
+    fn admin_and_io(sh: &Arc<Shared>, now: Instant, kato_ms: u32) -> (H, u16, H) {
+        let mut a = H::new(sh, 1, now);
+        let cntlid = a.admin(kato_ms);
+        let io = H::io(sh, 1, cntlid, now);
+        (a, cntlid, io)
+    }
+}
+
+/// A Fabrics Connect SQE (record format 0, no attributes).
+fn connect_sqe(qid: u16, sqsize: u16, kato_ms: u32) -> Sqe {
+    ConnectCmd {
+        recfmt: 0,
+        qid,
+        sqsize,
+        cattr: 0,
+        kato_ms,
+    }
+    .to_sqe()
+}
+
+/// Connect data with every host ID byte `hostid`.
+fn connect_data(hostid: u8, cntlid: u16, subnqn: &str, hostnqn: &str) -> Bytes {
+    let d = ConnectData {
+        hostid: [hostid; 16],
+        cntlid,
+        subnqn: subnqn.into(),
+        hostnqn: hostnqn.into(),
+    }
+    .encode();
+    Bytes::copy_from_slice(&d)
+}
+
+/// Set Features: feature `fid`, CDW11 `cdw11`.
+fn set_features(fid: u32, cdw11: u32) -> Sqe {
+    let mut s = Sqe::new(Opcode::SET_FEATURES);
+    s.cdw10 = fid;
+    s.cdw11 = cdw11;
+    s
+}
+
+/// An Asynchronous Event Request capsule with command ID `cid`.
+fn aer(cid: u16) -> Pdu {
+    let mut sqe = Sqe::new(Opcode::ASYNC_EVENT_REQUEST);
+    sqe.cid = cid;
+    Pdu::CapsuleCmd {
+        sqe,
+        data: Bytes::new(),
+    }
+}
+
+fn ana_log(d: &[u8]) -> AnaLog {
+    AnaLog::decode(
+        d,
+        AnaLogLimits {
+            max_groups: 128,
+            max_nsids: 1024,
+        },
+    )
+    .unwrap()
 }
 
 fn rw(op: Opcode, nsid: u32, slba: u64, nlb: u32) -> Sqe {
@@ -252,30 +307,26 @@ fn connect_admin_enable_and_io_queue() {
     // CSTS.RDY follows CC.EN.
     assert_eq!(a.prop_get(0x1C, false).dw0 & 1, 0);
     // An I/O queue before CC.EN is refused.
-    let mut early = H::new(&sh, 1, now);
-    early.ic();
+    let mut early = H::with_ic(&sh, 1, now);
     assert!(!early.connect(SUB, HOST, 1, cntlid, 0).status.is_success());
     a.prop_set_cc(1 | (6 << 16) | (4 << 20));
     assert_eq!(a.prop_get(0x1C, false).dw0 & 1, 1);
     let cap = a.prop_get(0, true);
     assert_eq!(cap.dw0 & 0xFFFF, 127);
     // A second controller on port 2 gets a different CNTLID.
-    let mut b = H::new(&sh, 2, now);
-    b.ic();
+    let mut b = H::with_ic(&sh, 2, now);
     let c2 = b.connect(SUB, HOST, 0, 0xFFFF, 5000);
     assert!(c2.status.is_success());
     assert_ne!(c2.dw0 as u16, cntlid);
     // I/O queue with the right cntlid works; wrong cntlid / host / port do not.
     let _io = H::io(&sh, 1, cntlid, now);
-    let mut bad = H::new(&sh, 1, now);
-    bad.ic();
+    let mut bad = H::with_ic(&sh, 1, now);
     let c = bad.connect(SUB, HOST, 2, 999, 0);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_PARAMETERS);
     assert_eq!(c.dw0, 16 | (1 << 16));
     let c = bad.connect(SUB, OTHER, 2, cntlid, 0);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_PARAMETERS);
-    let mut other_port = H::new(&sh, 2, now);
-    other_port.ic();
+    let mut other_port = H::with_ic(&sh, 2, now);
     assert!(!other_port
         .connect(SUB, HOST, 2, cntlid, 0)
         .status
@@ -288,15 +339,13 @@ fn connect_admin_enable_and_io_queue() {
 #[test]
 fn host_not_allowed() {
     let sh = shared(false);
-    let mut h = H::new(&sh, 1, Instant::now());
-    h.ic();
+    let mut h = H::with_ic(&sh, 1, Instant::now());
     let c = h.connect(SUB, OTHER, 0, 0xFFFF, 5000);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_HOST);
     assert!(c.status.dnr);
     assert!(h.connect(SUB, HOST, 0, 0xFFFF, 5000).status.is_success());
     // Unknown subsystem.
-    let mut h = H::new(&sh, 1, Instant::now());
-    h.ic();
+    let mut h = H::with_ic(&sh, 1, Instant::now());
     let c = h.connect("nqn.2024-01.io.nvmp:nope", HOST, 0, 0xFFFF, 5000);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_PARAMETERS);
     assert_eq!(c.dw0, 256 | (1 << 16));
@@ -345,9 +394,7 @@ fn identify_contents() {
 fn io_read_write_errors_and_ana_states() {
     let sh = shared(true);
     let now = Instant::now();
-    let mut a = H::new(&sh, 1, now);
-    let cntlid = a.admin(5000);
-    let mut io = H::io(&sh, 1, cntlid, now);
+    let (_a, _, mut io) = H::admin_and_io(&sh, now, 5000);
     let data = Bytes::from(vec![0xAB; 1024]);
     let (c, _) = io.cmd(rw(Opcode::WRITE, 1, 8, 2), Some(data.clone()), 0);
     assert!(c.status.is_success());
@@ -397,9 +444,7 @@ fn io_read_write_errors_and_ana_states() {
 fn r2t_flow_for_large_write() {
     let sh = shared(true);
     let now = Instant::now();
-    let mut a = H::new(&sh, 1, now);
-    let cntlid = a.admin(5000);
-    let mut io = H::io(&sh, 1, cntlid, now);
+    let (_a, _, mut io) = H::admin_and_io(&sh, now, 5000);
     let len = 64 * 1024u32;
     let mut sqe = rw(Opcode::WRITE, 1, 0, len / 512);
     sqe.cid = 77;
@@ -459,16 +504,9 @@ fn aer_completed_by_ana_change() {
     let now = Instant::now();
     let mut a = H::new(&sh, 1, now);
     a.admin(5000);
-    let mut s = Sqe::new(Opcode::SET_FEATURES);
-    s.cdw10 = 0x0B;
-    s.cdw11 = (1 << 11) | (1 << 8);
+    let s = set_features(0x0B, (1 << 11) | (1 << 8));
     assert!(a.cmd(s, None, 0).0.status.is_success());
-    let mut aer = Sqe::new(Opcode::ASYNC_EVENT_REQUEST);
-    aer.cid = 500;
-    let r = a.feed(Pdu::CapsuleCmd {
-        sqe: aer,
-        data: Bytes::new(),
-    });
+    let r = a.feed(aer(500));
     assert!(r.is_empty());
     // A change on the other port does not concern this controller.
     sh.lock().set_ana(2, 1, AnaState::INACCESSIBLE).unwrap();
@@ -489,14 +527,7 @@ fn aer_completed_by_ana_change() {
     // ANA log, full and RGO.
     let (c, d) = a.cmd(get_log(0x0C, 0, 0, 4096), None, 4096);
     assert!(c.status.is_success());
-    let log = AnaLog::decode(
-        &d,
-        AnaLogLimits {
-            max_groups: 128,
-            max_nsids: 1024,
-        },
-    )
-    .unwrap();
+    let log = ana_log(&d);
     assert_eq!(log.change_count, 1);
     let g1 = log.groups.iter().find(|g| g.grpid == 1).unwrap();
     assert_eq!(g1.state, AnaState::NON_OPTIMIZED);
@@ -504,14 +535,7 @@ fn aer_completed_by_ana_change() {
     let g2 = log.groups.iter().find(|g| g.grpid == 2).unwrap();
     assert_eq!(g2.state, AnaState::INACCESSIBLE);
     let (_, d) = a.cmd(get_log(0x0C, 1, 0, 4096), None, 4096);
-    let log = AnaLog::decode(
-        &d,
-        AnaLogLimits {
-            max_groups: 128,
-            max_nsids: 1024,
-        },
-    )
-    .unwrap();
+    let log = ana_log(&d);
     assert!(log.groups.iter().all(|g| g.nsids.is_empty()));
 }
 
@@ -519,9 +543,7 @@ fn aer_completed_by_ana_change() {
 fn keep_alive_expiry_tears_down() {
     let sh = shared(true);
     let t0 = Instant::now();
-    let mut a = H::new(&sh, 1, t0);
-    let cntlid = a.admin(1000);
-    let mut io = H::io(&sh, 1, cntlid, t0);
+    let (mut a, _, mut io) = H::admin_and_io(&sh, t0, 1000);
     // Traffic on the I/O queue counts.
     io.now = t0 + Duration::from_millis(800);
     assert!(io
@@ -543,8 +565,7 @@ fn keep_alive_expiry_tears_down() {
 #[test]
 fn discovery_log_in_chunks() {
     let sh = shared(false);
-    let mut d = H::new(&sh, 2, Instant::now());
-    d.ic();
+    let mut d = H::with_ic(&sh, 2, Instant::now());
     let c = d.connect(nvmp_wire::nqn::DISCOVERY_NQN, HOST, 0, 0xFFFF, 0);
     assert!(c.status.is_success());
     let (_, id) = d.cmd(identify(1, 0), None, 4096);
@@ -568,8 +589,7 @@ fn discovery_log_in_chunks() {
     assert_eq!(log.entries[1].traddr, "10.0.2.2");
     assert_eq!(log.entries[1].subnqn, SUB);
     // A host not allowed sees no entries.
-    let mut o = H::new(&sh, 1, Instant::now());
-    o.ic();
+    let mut o = H::with_ic(&sh, 1, Instant::now());
     assert!(o
         .connect(nvmp_wire::nqn::DISCOVERY_NQN, OTHER, 0, 0xFFFF, 0)
         .status
@@ -591,16 +611,14 @@ fn hostile_inputs() {
     assert!(matches!(&r[..], [Pdu::C2HTermReq(t)] if t.fes == Fes::INVALID_HEADER_FIELD));
     assert!(h.closed);
     // Oversized PLEN after IC.
-    let mut h = H::new(&sh, 1, now);
-    h.ic();
+    let mut h = H::with_ic(&sh, 1, now);
     let r = h.feed_bytes(&[0x04, 0, 72, 72, 0xFF, 0xFF, 0xFF, 0x7F]);
     assert!(
         matches!(&r[..], [Pdu::C2HTermReq(t)] if t.fes == Fes::DATA_LIMIT_EXCEEDED),
         "{r:?}"
     );
     // Second ICReq: sequence error.
-    let mut h = H::new(&sh, 1, now);
-    h.ic();
+    let mut h = H::with_ic(&sh, 1, now);
     let r = h.feed(Pdu::IcReq(IcReq {
         pfv: 0,
         hpda: 0,
@@ -609,22 +627,13 @@ fn hostile_inputs() {
     }));
     assert!(matches!(&r[..], [Pdu::C2HTermReq(t)] if t.fes == Fes::PDU_SEQUENCE_ERROR));
     // Connect with garbage data.
-    let mut h = H::new(&sh, 1, now);
-    h.ic();
-    let sqe = ConnectCmd {
-        recfmt: 0,
-        qid: 0,
-        sqsize: 31,
-        cattr: 0,
-        kato_ms: 0,
-    }
-    .to_sqe();
+    let mut h = H::with_ic(&sh, 1, now);
+    let sqe = connect_sqe(0, 31, 0);
     let (c, _) = h.cmd(sqe, Some(Bytes::from(vec![0xFF; 1024])), 0);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_PARAMETERS);
     assert!(!h.closed);
     // A stalled partial PDU is closed after the stall timeout.
-    let mut h = H::new(&sh, 1, now);
-    h.ic();
+    let mut h = H::with_ic(&sh, 1, now);
     let r = h.feed_bytes(&[0x04, 0, 72, 0, 72, 0, 0, 0, 1, 2]);
     assert!(r.is_empty());
     let dl = h.q.next_deadline(now).unwrap();
@@ -643,9 +652,7 @@ fn hostile_inputs() {
 fn fail_next_fault() {
     let sh = shared(true);
     let now = Instant::now();
-    let mut a = H::new(&sh, 1, now);
-    let cntlid = a.admin(5000);
-    let mut io = H::io(&sh, 1, cntlid, now);
+    let (_a, _, mut io) = H::admin_and_io(&sh, now, 5000);
     {
         let st = sh.lock();
         let f = &st.ports[&1].faults;

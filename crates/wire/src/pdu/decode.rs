@@ -11,6 +11,36 @@ fn hdr_err(field: &'static str, offset: usize, kind: DecodeErrorKind) -> (Decode
     )
 }
 
+/// The PDU-specific header of ICReq and ICResp, which share a layout: PFV,
+/// the PDU data alignment (HPDA / CPDA, at most 31), DGST (bits 7:2
+/// reserved) and a 32-bit limit (MAXR2T / MAXH2CDATA). `names` are the four
+/// fields' names, in that order. Returns (PFV, alignment, digests, limit).
+fn ic_fields(
+    r: &mut Reader<'_>,
+    names: [&'static str; 4],
+) -> Result<(u16, u8, Digests, u32), DecodeError> {
+    let [pfv_f, pda_f, dgst_f, limit_f] = names;
+    let pfv = r.u16(pfv_f)?;
+    let pda = r.u8(pda_f)?;
+    let dgst = r.u8(dgst_f)?;
+    let limit = r.u32(limit_f)?;
+    if pda > 31 {
+        return Err(DecodeError::at(
+            pda_f,
+            10,
+            DecodeErrorKind::OutOfRange { value: pda as u64 },
+        ));
+    }
+    if dgst & !3 != 0 {
+        return Err(DecodeError::at(
+            dgst_f,
+            11,
+            DecodeErrorKind::ReservedNonZero,
+        ));
+    }
+    Ok((pfv, pda, Digests::from_byte(dgst), limit))
+}
+
 /// Streaming PDU decoder: feed bytes as they arrive, take whole PDUs out.
 #[derive(Debug, Clone)]
 pub struct PduDecoder {
@@ -270,50 +300,29 @@ impl PduDecoder {
         };
         let pdu = match ch.t {
             PduType::IC_REQ => {
-                let pfv = r.u16("ICReq.PFV").map_err(e)?;
-                let hpda = r.u8("ICReq.HPDA").map_err(e)?;
-                let dgst = r.u8("ICReq.DGST").map_err(e)?;
-                let maxr2t = r.u32("ICReq.MAXR2T").map_err(e)?;
-                if hpda > 31 {
-                    return Err(e(DecodeError::at(
-                        "ICReq.HPDA",
-                        10,
-                        DecodeErrorKind::OutOfRange { value: hpda as u64 },
-                    )));
-                }
-                if dgst & !3 != 0 {
-                    return Err(e(DecodeError::at(
-                        "ICReq.DGST",
-                        11,
-                        DecodeErrorKind::ReservedNonZero,
-                    )));
-                }
+                let (pfv, hpda, digests, maxr2t) = ic_fields(
+                    &mut r,
+                    ["ICReq.PFV", "ICReq.HPDA", "ICReq.DGST", "ICReq.MAXR2T"],
+                )
+                .map_err(e)?;
                 Pdu::IcReq(IcReq {
                     pfv,
                     hpda,
-                    digests: Digests::from_byte(dgst),
+                    digests,
                     maxr2t,
                 })
             }
             PduType::IC_RESP => {
-                let pfv = r.u16("ICResp.PFV").map_err(e)?;
-                let cpda = r.u8("ICResp.CPDA").map_err(e)?;
-                let dgst = r.u8("ICResp.DGST").map_err(e)?;
-                let maxh2cdata = r.u32("ICResp.MAXH2CDATA").map_err(e)?;
-                if cpda > 31 {
-                    return Err(e(DecodeError::at(
+                let (pfv, cpda, digests, maxh2cdata) = ic_fields(
+                    &mut r,
+                    [
+                        "ICResp.PFV",
                         "ICResp.CPDA",
-                        10,
-                        DecodeErrorKind::OutOfRange { value: cpda as u64 },
-                    )));
-                }
-                if dgst & !3 != 0 {
-                    return Err(e(DecodeError::at(
                         "ICResp.DGST",
-                        11,
-                        DecodeErrorKind::ReservedNonZero,
-                    )));
-                }
+                        "ICResp.MAXH2CDATA",
+                    ],
+                )
+                .map_err(e)?;
                 // "MAXH2CDATA … The minimum value is 4,096 bytes … shall be a multiple of 4".
                 if maxh2cdata < 4096 || maxh2cdata % 4 != 0 {
                     return Err(e(DecodeError::at(
@@ -327,7 +336,7 @@ impl PduDecoder {
                 Pdu::IcResp(IcResp {
                     pfv,
                     cpda,
-                    digests: Digests::from_byte(dgst),
+                    digests,
                     maxh2cdata,
                 })
             }
@@ -377,45 +386,31 @@ impl PduDecoder {
                 }
                 let last = ch.flags & flags::LAST_PDU != 0;
                 let success = ch.flags & flags::SUCCESS != 0;
-                if ch.t == PduType::H2C_DATA {
-                    if success {
-                        return Err(e(DecodeError::at(
-                            "PDU.FLAGS.SUCCESS",
-                            1,
-                            DecodeErrorKind::Invalid,
-                        )));
-                    }
-                    Pdu::H2CData(DataPdu {
-                        header: DataHeader {
-                            cccid,
-                            ttag,
-                            offset,
-                            length,
-                        },
-                        last,
-                        success,
-                        data,
-                    })
+                let h2c = ch.t == PduType::H2C_DATA;
+                // H2CData never sets SUCCESS; on C2HData, "If the SUCCESS
+                // flag is set … the LAST_PDU flag shall be set".
+                if success && (h2c || !last) {
+                    return Err(e(DecodeError::at(
+                        "PDU.FLAGS.SUCCESS",
+                        1,
+                        DecodeErrorKind::Invalid,
+                    )));
+                }
+                let d = DataPdu {
+                    header: DataHeader {
+                        cccid,
+                        ttag,
+                        offset,
+                        length,
+                    },
+                    last,
+                    success,
+                    data,
+                };
+                if h2c {
+                    Pdu::H2CData(d)
                 } else {
-                    // "If the SUCCESS flag is set … the LAST_PDU flag shall be set".
-                    if success && !last {
-                        return Err(e(DecodeError::at(
-                            "PDU.FLAGS.SUCCESS",
-                            1,
-                            DecodeErrorKind::Invalid,
-                        )));
-                    }
-                    Pdu::C2HData(DataPdu {
-                        header: DataHeader {
-                            cccid,
-                            ttag,
-                            offset,
-                            length,
-                        },
-                        last,
-                        success,
-                        data,
-                    })
+                    Pdu::C2HData(d)
                 }
             }
             PduType::R2T => {

@@ -39,28 +39,15 @@ fn header_digest_error_is_fatal_data_digest_error_is_not() {
     // A Connect with a correct header digest but a corrupted data digest:
     // the command fails with a transient transport error, the connection stays.
     let sqe = {
-        let mut s = ConnectCmd {
-            recfmt: 0,
-            qid: 0,
-            sqsize: 31,
-            cattr: 0,
-            kato_ms: 0,
-        }
-        .to_sqe();
+        let mut s = connect_sqe(0, 31, 0);
         s.cid = 9;
         s.dptr = Sgl::in_capsule(0, 1024);
         s
     };
-    let data = ConnectData {
-        hostid: [1; 16],
-        cntlid: 0xFFFF,
-        subnqn: SUB.into(),
-        hostnqn: HOST.into(),
-    }
-    .encode();
+    let data = connect_data(1, 0xFFFF, SUB, HOST);
     let mut b = encode_dg(&Pdu::CapsuleCmd {
         sqe,
-        data: Bytes::copy_from_slice(&data),
+        data: data.clone(),
     });
     let n = b.len();
     b[n - 1] ^= 0xFF;
@@ -71,10 +58,7 @@ fn header_digest_error_is_fatal_data_digest_error_is_not() {
     );
     assert!(!h.closed);
     // The same command intact works.
-    let b = encode_dg(&Pdu::CapsuleCmd {
-        sqe,
-        data: Bytes::copy_from_slice(&data),
-    });
+    let b = encode_dg(&Pdu::CapsuleCmd { sqe, data });
     let r = h.feed_bytes(&b);
     assert!(
         matches!(&r[..], [Pdu::CapsuleResp(c)] if c.status.is_success()),
@@ -100,26 +84,16 @@ fn header_digest_error_is_fatal_data_digest_error_is_not() {
 fn discovery_log_change_event_on_port_down() {
     let sh = shared(true);
     let now = Instant::now();
-    let mut d = H::new(&sh, 1, now);
-    d.ic();
+    let mut d = H::with_ic(&sh, 1, now);
     assert!(d
         .connect(nvmp_wire::nqn::DISCOVERY_NQN, HOST, 0, 0xFFFF, 0)
         .status
         .is_success());
-    let mut s = Sqe::new(Opcode::SET_FEATURES);
-    s.cdw10 = 0x0B;
-    s.cdw11 = 1 << 31;
+    let s = set_features(0x0B, 1 << 31);
     assert!(d.cmd(s, None, 0).0.status.is_success());
     let (_, hdr) = d.cmd(get_log(0x70, 0, 0, 16), None, 16);
     let gen0 = u64::from_le_bytes(hdr[0..8].try_into().unwrap());
-    let mut aer = Sqe::new(Opcode::ASYNC_EVENT_REQUEST);
-    aer.cid = 900;
-    assert!(d
-        .feed(Pdu::CapsuleCmd {
-            sqe: aer,
-            data: Bytes::new()
-        })
-        .is_empty());
+    assert!(d.feed(aer(900)).is_empty());
     {
         let mut st = sh.lock();
         st.ports.get_mut(&2).unwrap().up = false;
@@ -153,21 +127,12 @@ fn limits_aer_queue_depth_connections_cntlid_range() {
     a.admin(0);
     // AERL = 3 (0's based): the 5th AER is refused.
     for i in 0..4 {
-        let mut aer = Sqe::new(Opcode::ASYNC_EVENT_REQUEST);
-        aer.cid = 100 + i;
-        assert!(a
-            .feed(Pdu::CapsuleCmd {
-                sqe: aer,
-                data: Bytes::new()
-            })
-            .is_empty());
+        assert!(a.feed(aer(100 + i)).is_empty());
     }
     let (c, _) = a.cmd(Sqe::new(Opcode::ASYNC_EVENT_REQUEST), None, 0);
     assert_eq!(c.status.code, StatusCode::AER_LIMIT_EXCEEDED);
     // Number of queues is capped.
-    let mut s = Sqe::new(Opcode::SET_FEATURES);
-    s.cdw10 = 0x07;
-    s.cdw11 = 999 | (999 << 16);
+    let s = set_features(0x07, 999 | (999 << 16));
     let (c, _) = a.cmd(s, None, 0);
     assert_eq!(
         c.dw0 & 0xFFFF,
@@ -188,30 +153,14 @@ fn limits_aer_queue_depth_connections_cntlid_range() {
         s.spec.cntlid_min = 1;
         s.spec.cntlid_max = 1;
     }
-    let mut b = H::new(&sh, 1, now);
-    b.ic();
+    let mut b = H::with_ic(&sh, 1, now);
     let c = b.connect(SUB, HOST, 0, 0xFFFF, 0);
     assert_eq!(c.status.code, StatusCode::CONNECT_CONTROLLER_BUSY);
     // Admin queue too large.
-    let mut q = H::new(&sh, 2, now);
-    q.ic();
-    let mut sqe = ConnectCmd {
-        recfmt: 0,
-        qid: 0,
-        sqsize: 4000,
-        cattr: 0,
-        kato_ms: 0,
-    }
-    .to_sqe();
+    let mut q = H::with_ic(&sh, 2, now);
+    let mut sqe = connect_sqe(0, 4000, 0);
     sqe.cid = 1;
-    let d = ConnectData {
-        hostid: [7; 16],
-        cntlid: 0xFFFF,
-        subnqn: SUB.into(),
-        hostnqn: HOST.into(),
-    }
-    .encode();
-    let (c, _) = q.cmd(sqe, Some(Bytes::copy_from_slice(&d)), 0);
+    let (c, _) = q.cmd(sqe, Some(connect_data(7, 0xFFFF, SUB, HOST)), 0);
     assert_eq!(c.status.code, StatusCode::CONNECT_INVALID_PARAMETERS);
     assert_eq!(c.dw0 & 0xFFFF, 44);
 }
@@ -220,9 +169,7 @@ fn limits_aer_queue_depth_connections_cntlid_range() {
 fn dsm_deallocate_zeroes_and_changed_ns_log() {
     let sh = shared(true);
     let now = Instant::now();
-    let mut a = H::new(&sh, 1, now);
-    let cntlid = a.admin(0);
-    let mut io = H::io(&sh, 1, cntlid, now);
+    let (mut a, _, mut io) = H::admin_and_io(&sh, now, 0);
     let (c, _) = io.cmd(
         rw(Opcode::WRITE, 1, 16, 4),
         Some(Bytes::from(vec![9u8; 2048])),
@@ -317,9 +264,7 @@ fn random_input_never_panics() {
     }
     .encode(EncodeOptions::default(), &mut base);
     for i in 0..3000 {
-        let mut a = H::new(&sh, 1, now);
-        let cntlid = a.admin(0);
-        let mut io = H::io(&sh, 1, cntlid, now);
+        let (_a, cntlid, mut io) = H::admin_and_io(&sh, now, 0);
         let mut b = base.to_vec();
         let flips = 1 + rnd() % 8;
         for _ in 0..flips {

@@ -71,13 +71,31 @@ impl LinuxPeer {
             instance: instance.into(),
             ports: [free_port(), free_port(), free_port()],
         };
-        let _ = p.cmd(&["stop"]);
         let flag = match mode {
             PeerMode::Target => "--target",
             PeerMode::Host => "--host",
         };
-        p.run(&["start", flag]);
-        p
+        // The guest kernel under QEMU's software emulation (TCG) now and then
+        // dies during early boot (seen: a fatal exception in sched_clock_cpu
+        // before any NVMe code runs). That is the emulator, not the code under
+        // test: boot again, at most BOOT_ATTEMPTS times, and say so.
+        const BOOT_ATTEMPTS: usize = 3;
+        for attempt in 1..=BOOT_ATTEMPTS {
+            let _ = p.cmd(&["stop"]);
+            let o = p.cmd(&["start", flag]);
+            if o.status.success() {
+                return p;
+            }
+            let why = format!(
+                "linux-peer start {flag} failed ({}), attempt {attempt} of {BOOT_ATTEMPTS}:\n{}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(attempt < BOOT_ATTEMPTS, "{why}");
+            eprintln!("{why}\nbooting again");
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Run `linux-peer -n INSTANCE ARGS…` with this instance's ports.

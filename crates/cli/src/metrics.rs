@@ -113,7 +113,13 @@ pub fn render(subs: &[SubsysSnapshot], nbd: Option<&NbdCounters>) -> String {
             }
         }
     }
-    let heads: [(&str, &str, &str, HeadField); 5] = [
+    let heads: [(&str, &str, &str, HeadField); 6] = [
+        (
+            "nvmp_head_fenced_writes_total",
+            "counter",
+            "Writes torn down in flight, held for KATO before being resent.",
+            |h| h.fenced,
+        ),
         (
             "nvmp_head_requeued_total",
             "counter",

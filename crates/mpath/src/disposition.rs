@@ -2,7 +2,7 @@
 //! history, after Linux's `nvme_decide_disposition`, with a bound on
 //! failovers that Linux does not have.
 
-use nvmp_wire::Status;
+use nvmp_wire::{Opcode, Status, StatusCode};
 
 /// What happens to a completed command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,57 @@ pub fn decide(
     Disposition::Retry { delay_ms }
 }
 
+/// Holding back writes whose fate on a lost path is unknown.
+///
+/// A command torn down with its connection (0x371, Command Aborted By Host:
+/// a timeout, a reset, a dead link) may still have reached the controller,
+/// and may still execute there after the host gave up on it. Resent at once
+/// on another path, a write could then be overwritten by its own stale copy
+/// landing late — the data corruption users of Linux multipath report, which
+/// NVMe TP8028 addresses. nvmp holds such a write for the old controller's
+/// keep-alive timeout: a target tears down an association that has received
+/// nothing for KATO, after which nothing sent on it can execute. A command
+/// the controller answered with a path status (it did not execute) and a
+/// read are resent at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteFence {
+    /// Hold such writes for the controller's KATO (10 s when keep-alive is off).
+    #[default]
+    Kato,
+    /// Resend at once, as Linux does.
+    Off,
+}
+
+/// Hold time when the controller has keep-alive disabled (nothing bounds
+/// the old association's life; a long, documented guess).
+pub const FENCE_WITHOUT_KATO_MS: u64 = 10_000;
+
+/// Whether a command changes the medium (so a late copy of it can do harm).
+pub fn modifies_media(opcode: Opcode) -> bool {
+    matches!(
+        opcode,
+        Opcode::WRITE
+            | Opcode::WRITE_ZEROES
+            | Opcode::DATASET_MANAGEMENT
+            | Opcode::WRITE_UNCORRECTABLE
+    )
+}
+
+/// How long to hold a failed-over command before resending it, in ms.
+pub fn fence_ms(status: Status, opcode: Opcode, kato_ms: u32, fence: WriteFence) -> u64 {
+    if fence == WriteFence::Off
+        || status.code != StatusCode::ABORTED_BY_HOST
+        || !modifies_media(opcode)
+    {
+        return 0;
+    }
+    if kato_ms == 0 {
+        FENCE_WITHOUT_KATO_MS
+    } else {
+        kato_ms as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +148,43 @@ mod tests {
         max_retries: 5,
         max_failovers: 32,
     };
+
+    #[test]
+    fn only_writes_torn_down_in_flight_are_fenced() {
+        let aborted = Status::new(StatusCode::ABORTED_BY_HOST);
+        assert_eq!(
+            fence_ms(aborted, Opcode::WRITE, 2000, WriteFence::Kato),
+            2000
+        );
+        assert_eq!(
+            fence_ms(aborted, Opcode::WRITE_ZEROES, 2000, WriteFence::Kato),
+            2000
+        );
+        assert_eq!(
+            fence_ms(aborted, Opcode::DATASET_MANAGEMENT, 0, WriteFence::Kato),
+            FENCE_WITHOUT_KATO_MS
+        );
+        assert_eq!(
+            fence_ms(aborted, Opcode::READ, 2000, WriteFence::Kato),
+            0,
+            "reads are harmless"
+        );
+        assert_eq!(fence_ms(aborted, Opcode::FLUSH, 2000, WriteFence::Kato), 0);
+        assert_eq!(fence_ms(aborted, Opcode::WRITE, 2000, WriteFence::Off), 0);
+        for c in [0x300, 0x302, 0x303, 0x370] {
+            // Answered by the controller, or never sent: it did not execute.
+            assert_eq!(
+                fence_ms(
+                    Status::new(StatusCode(c)),
+                    Opcode::WRITE,
+                    2000,
+                    WriteFence::Kato
+                ),
+                0,
+                "{c:#x}"
+            );
+        }
+    }
 
     #[test]
     fn success_completes() {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use nvmp_host::{Completion, IoRequest};
 use nvmp_wire::{Status, StatusCode};
 
-use crate::disposition::{decide, Attempts, Disposition, RetryLimits};
+use crate::disposition::{decide, fence_ms, Attempts, Disposition, RetryLimits, WriteFence};
 use crate::ids::NsIds;
 use crate::path::Path;
 use crate::policy::IoPolicy;
@@ -54,6 +54,7 @@ pub struct NamespaceHead {
     pub stats: HeadStats,
     limits: RetryLimits,
     requeue: RequeuePolicy,
+    fence: WriteFence,
 }
 
 pub(crate) fn policy_from_u8(v: u8) -> IoPolicy {
@@ -72,6 +73,7 @@ impl NamespaceHead {
         policy: Arc<AtomicU8>,
         limits: RetryLimits,
         requeue: RequeuePolicy,
+        fence: WriteFence,
     ) -> Self {
         Self {
             name,
@@ -88,6 +90,7 @@ impl NamespaceHead {
             stats: HeadStats::default(),
             limits,
             requeue,
+            fence,
         }
     }
 
@@ -275,9 +278,16 @@ impl NamespaceHead {
                     }
                     tracing::info!(head = %self.name, path = %path.name, status = %c.status, "failover");
                     self.changed();
+                    let kato_ms = path.ctrl.ctrl.options().kato_ms;
+                    let fence = fence_ms(c.status, req.sqe.opcode, kato_ms, self.fence);
+                    if fence > 0 {
+                        self.stats.fenced.fetch_add(1, Relaxed);
+                        tracing::info!(head = %self.name, path = %path.name, fence_ms = fence, "write torn down in flight: held for KATO before resending");
+                    }
                     avoid = Some(path);
-                    if delay_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    let wait = delay_ms.max(fence);
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
                     }
                 }
                 Disposition::Retry { delay_ms } => {

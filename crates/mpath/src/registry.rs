@@ -25,6 +25,8 @@ pub struct MpathConfig {
     pub default_policy: IoPolicy,
     pub limits: RetryLimits,
     pub requeue: RequeuePolicy,
+    /// Hold writes torn down in flight before resending them (default: for KATO).
+    pub fence: crate::disposition::WriteFence,
 }
 
 /// Why a controller was not linked.
@@ -426,6 +428,7 @@ impl Multipath {
                             sub.policy.clone(),
                             self.inner.config.limits,
                             self.inner.config.requeue,
+                            self.inner.config.fence,
                         ));
                         tracing::info!(head = %h.name, nsid, "new namespace head");
                         linked.heads_created.push(h.name.clone());

@@ -34,6 +34,8 @@ pub struct HeadStats {
     pub longest_wait_us: AtomicU64,
     /// Commands waiting right now.
     pub waiting: AtomicU64,
+    /// Writes held back by the write fence before being resent.
+    pub fenced: AtomicU64,
 }
 
 /// Snapshot of one path.
@@ -67,6 +69,7 @@ pub struct HeadSnapshot {
     pub requeued: u64,
     pub failovers: u64,
     pub errors: u64,
+    pub fenced: u64,
     pub waiting: u64,
     pub no_path_wait_ms: u64,
     pub longest_wait_ms: u64,

@@ -120,6 +120,7 @@ fn head_snapshot(h: &NamespaceHead) -> HeadSnapshot {
         requeued: h.stats.requeued.load(R),
         failovers: h.stats.failovers.load(R),
         errors: h.stats.errors.load(R),
+        fenced: h.stats.fenced.load(R),
         waiting: h.stats.waiting.load(R),
         no_path_wait_ms: h.stats.no_path_wait_us.load(R) / 1000,
         longest_wait_ms: h.stats.longest_wait_us.load(R) / 1000,

@@ -22,6 +22,10 @@ pub enum ProxyMode {
     Delay(Duration),
     /// Read and drop everything; connections stay open.
     BlackHole,
+    /// Hold host-to-target bytes for this long (target-to-host passes), and
+    /// keep delivering what was held after the host closes, as TCP does: a
+    /// slow link whose in-flight data still lands.
+    DelayToTarget(Duration),
 }
 
 #[derive(Debug)]
@@ -80,8 +84,18 @@ impl FaultProxy {
                     let mut cut = c.cut.subscribe();
                     let (dr, dw) = down.into_split();
                     let (ur, uw) = up.into_split();
+                    // Host-to-target bytes go through a queue to a writer task, so
+                    // that held bytes are still delivered after the host closes.
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    let writer = tokio::spawn(deliver(rx, uw));
                     tokio::select! {
-                        _ = pump(dr, uw, c.clone(), false) => {}
+                        _ = pump_to_target(dr, tx, c.clone()) => {
+                            // The host closed: wait for the held bytes to land, unless cut.
+                            tokio::select! {
+                                _ = writer => {}
+                                _ = cut.changed() => {}
+                            }
+                        }
                         _ = pump(ur, dw, c.clone(), true) => {}
                         _ = cut.changed() => {}
                     }
@@ -143,7 +157,7 @@ async fn pump(
         match mode {
             ProxyMode::BlackHole => continue,
             ProxyMode::Delay(d) => tokio::time::sleep(d).await,
-            ProxyMode::Pass => {}
+            ProxyMode::Pass | ProxyMode::DelayToTarget(_) => {}
         }
         if from_target {
             let left = c.corrupt_after.load(Relaxed);
@@ -161,4 +175,43 @@ async fn pump(
             return;
         }
     }
+}
+
+/// Read host-to-target bytes and queue them with the time they may be delivered.
+async fn pump_to_target(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    tx: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)>,
+    c: Arc<Ctl>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mode = *c.mode.lock().unwrap_or_else(|e| e.into_inner());
+        let at = tokio::time::Instant::now()
+            + match mode {
+                ProxyMode::BlackHole => continue,
+                ProxyMode::Delay(d) | ProxyMode::DelayToTarget(d) => d,
+                ProxyMode::Pass => Duration::ZERO,
+            };
+        if tx.send((at, buf[..n].to_vec())).is_err() {
+            return;
+        }
+    }
+}
+
+/// Write queued chunks in order, each not before its time; then close.
+async fn deliver(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<u8>)>,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Some((at, chunk)) = rx.recv().await {
+        tokio::time::sleep_until(at).await;
+        if w.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
 }

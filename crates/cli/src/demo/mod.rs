@@ -288,10 +288,17 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         crate::size::human(bytes),
         v.t()
     );
+    let fenced = head_snap.map_or(0, |h| h.fenced);
     println!("  failovers: {failovers}, longest stall: {:.1} ms (longest wait with no usable path: {longest_no_path} ms)", v.longest_stall_us as f64 / 1000.0);
+    if fenced > 0 {
+        println!(
+            "  writes held for KATO before resending (torn down in flight on a lost path; \
+             a late copy must not overwrite newer data): {fenced}"
+        );
+    }
     println!("  data errors: {data_errors}, I/O errors: {io_errors}");
     println!(
-        "RESULT ios={ios} bytes={bytes} failovers={failovers} longest_stall_ms={:.1} data_errors={data_errors} io_errors={io_errors}",
+        "RESULT ios={ios} bytes={bytes} failovers={failovers} fenced_writes={fenced} longest_stall_ms={:.1} data_errors={data_errors} io_errors={io_errors}",
         v.longest_stall_us as f64 / 1000.0
     );
     if let Some(e) = stats

@@ -72,17 +72,7 @@ pub(crate) fn referral(v: &Value, base: &str) -> Result<Option<ReferralSpec>, Co
             ))
         }
     };
-    let treq = match a("treq").as_deref() {
-        None | Some("not specified") => 0,
-        Some("required") => 1,
-        Some("not required") => 2,
-        Some(o) => {
-            return Err(ConfigError::new(
-                f("addr.treq"),
-                format!("{o:?} is not \"not specified\", \"required\" or \"not required\""),
-            ))
-        }
-    };
+    let treq = super::validate::parse_treq(a("treq").as_deref(), &f("addr.treq"))?;
     let traddr = a("traddr").unwrap_or_default();
     // Discovery log entry: TRADDR is 256 bytes, TRSVCID 32, NUL padded.
     if traddr.is_empty() || traddr.len() > 255 || !traddr.is_ascii() {

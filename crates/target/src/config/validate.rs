@@ -138,17 +138,7 @@ fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
             format!("{trsvcid_s:?} is not a port number"),
         )
     })?;
-    let treq = match a("treq").and_then(text).as_deref() {
-        None | Some("not specified") => 0,
-        Some("required") => 1,
-        Some("not required") => 2,
-        Some(o) => {
-            return Err(ConfigError::new(
-                f("addr.treq"),
-                format!("{o:?} is not \"not specified\", \"required\" or \"not required\""),
-            ))
-        }
-    };
+    let treq = parse_treq(a("treq").and_then(text).as_deref(), &f("addr.treq"))?;
     let mut referrals = Vec::new();
     for (j, r) in p.referrals.iter().enumerate() {
         if let Some(r) = super::referral::referral(r, &f(&format!("referrals[{j}]")))? {
@@ -477,4 +467,18 @@ fn parse_version(v: &str) -> Option<u32> {
 fn default_serial(nqn: &str) -> String {
     let h = nvmp_wire::crc::crc32c(nqn.as_bytes());
     format!("{h:08x}{:08x}", h.rotate_left(13) ^ 0x5a5a_5a5a)
+}
+
+/// TREQ as nvmetcli writes it, to the discovery log's TREQ byte
+/// (0 not specified, 1 required, 2 not required).
+pub(super) fn parse_treq(v: Option<&str>, field: &str) -> R<u8> {
+    match v {
+        None | Some("not specified") => Ok(0),
+        Some("required") => Ok(1),
+        Some("not required") => Ok(2),
+        Some(o) => Err(ConfigError::new(
+            field,
+            format!("{o:?} is not \"not specified\", \"required\" or \"not required\""),
+        )),
+    }
 }

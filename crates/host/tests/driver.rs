@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -442,11 +442,17 @@ async fn futures_join4(c: &Controller) -> [Completion; 4] {
     [a, b, d, e]
 }
 
-#[tokio::test(start_paused = true)]
-async fn garbage_from_the_controller_resets_with_path_status() {
+/// A fatal fault from the controller, switched on by `knob`: the read in
+/// flight completes with 0x371, an H2CTermReq with `fes` goes out, and once
+/// the fault is off the controller comes back live.
+async fn fatal_fault_resets(
+    knob: fn(&fake::Knobs) -> &AtomicBool,
+    fes: u32,
+    what: &str,
+) -> (Arc<Fake>, Controller) {
     let f = Fake::new();
     let c = connect(&f, opts()).await;
-    f.knobs.garbage_on_read.store(true, Ordering::SeqCst);
+    knob(&f.knobs).store(true, Ordering::SeqCst);
     let r = c.submit(read(0, 1)).await;
     assert_eq!(r.status.code, StatusCode::ABORTED_BY_HOST);
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -455,31 +461,21 @@ async fn garbage_from_the_controller_resets_with_path_status() {
         1,
         "an H2CTermReq was sent"
     );
-    assert_eq!(
-        f.last_fes.load(Ordering::SeqCst),
-        1,
-        "FES: invalid header field"
-    );
-    f.knobs.garbage_on_read.store(false, Ordering::SeqCst);
+    assert_eq!(f.last_fes.load(Ordering::SeqCst), fes, "FES: {what}");
+    knob(&f.knobs).store(false, Ordering::SeqCst);
     wait_state(&c, CtrlState::Live, Duration::from_secs(3)).await;
+    (f, c)
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_from_the_controller_resets_with_path_status() {
+    let (_f, c) = fatal_fault_resets(|k| &k.garbage_on_read, 1, "invalid header field").await;
     assert_eq!(c.stats().resets, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn c2h_data_out_of_range_resets() {
-    let f = Fake::new();
-    let c = connect(&f, opts()).await;
-    f.knobs.c2h_out_of_range.store(true, Ordering::SeqCst);
-    let r = c.submit(read(0, 1)).await;
-    assert_eq!(r.status.code, StatusCode::ABORTED_BY_HOST);
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(
-        f.last_fes.load(Ordering::SeqCst),
-        4,
-        "FES: data transfer out of range"
-    );
-    f.knobs.c2h_out_of_range.store(false, Ordering::SeqCst);
-    wait_state(&c, CtrlState::Live, Duration::from_secs(3)).await;
+    fatal_fault_resets(|k| &k.c2h_out_of_range, 4, "data transfer out of range").await;
 }
 
 #[tokio::test(start_paused = true)]

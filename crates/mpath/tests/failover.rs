@@ -109,6 +109,17 @@ async fn port_down_and_up_under_verified_load_loses_nothing() {
     let p0 = head.paths()[0].clone();
     let before = p0.stats.ios.load(Relaxed);
     assert!(before > 0, "the optimized path carried I/O");
+    // Hold port 1's responses for 200 ms so that commands are surely in
+    // flight on it when it goes down (they must fail over, not be lost).
+    t.set_fault(
+        1,
+        Fault {
+            delay_ms: Some(200),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     t.port_down(1).unwrap();
     wait_until("port 1 controller not live", Duration::from_secs(5), || {
         !p0.view().is_usable()
@@ -121,6 +132,7 @@ async fn port_down_and_up_under_verified_load_loses_nothing() {
         stats.ios.load(Relaxed) > mid + 10
     })
     .await;
+    t.clear_faults(1).unwrap();
     t.port_up(1).unwrap();
     let back = wait_until("port 1 path back", Duration::from_secs(10), || {
         p0.view().is_optimized()

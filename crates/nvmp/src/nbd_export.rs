@@ -1,4 +1,4 @@
-//! `nvmp nbd`: serve a namespace head over NBD (crates/nbd), with a control
+//! `nvmp nbd`: serve a namespace head over NBD (crates/nvmp-nbd), with a control
 //! socket for `nvmp status` and Prometheus metrics.
 
 use std::path::PathBuf;

@@ -246,12 +246,49 @@ pub fn encode_simple_reply(cookie: u64, errno: u32) -> [u8; SIMPLE_REPLY_LEN] {
     b
 }
 
-fn structured_header(w: &mut Vec<u8>, flags: u16, kind: u16, cookie: u64, len: u32) {
-    w.put_u32(STRUCTURED_REPLY_MAGIC);
-    w.put_u16(flags);
-    w.put_u16(kind);
-    w.put_u64(cookie);
-    w.put_u32(len);
+/// Read data (or an error message): one or more buffers sent in order,
+/// never copied. `Many` comes from reads split by the transfer limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Payload {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Payload {
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffers, in order.
+    pub fn parts(&self) -> &[Bytes] {
+        match self {
+            Payload::Empty => &[],
+            Payload::One(b) => std::slice::from_ref(b),
+            Payload::Many(v) => v,
+        }
+    }
+
+    /// The payload as one contiguous buffer (copies only for `Many`).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Payload::Empty => Bytes::new(),
+            Payload::One(b) => b.clone(),
+            Payload::Many(v) => Bytes::from(v.concat()),
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Payload::One(b)
+    }
 }
 
 /// The outcome of one request, as the reply encoder sees it.
@@ -260,64 +297,116 @@ pub enum ReplyBody {
     /// Success without data (everything but reads).
     Done,
     /// Read data starting at the request's offset.
-    Data {
-        offset: u64,
-        data: Bytes,
-    },
+    Data { offset: u64, data: Payload },
     Error(IoError),
 }
 
-/// Encodes the complete reply to one request as a list of buffers to write
-/// in order (data is not copied).
-pub fn encode_reply(structured: bool, cookie: u64, body: ReplyBody) -> Vec<Bytes> {
+/// Longest reply header: a structured chunk header plus the 8-byte offset
+/// of `NBD_REPLY_TYPE_OFFSET_DATA` (the error chunk's fixed part, 6 bytes,
+/// fits too).
+const REPLY_HEAD_MAX: usize = STRUCTURED_HEADER_LEN + 8;
+
+/// One encoded reply: header bytes held inline (no allocation) and the
+/// payload buffers, written with one vectored write (the payload is never
+/// copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    head: [u8; REPLY_HEAD_MAX],
+    head_len: u8,
+    payload: Payload,
+}
+
+impl Reply {
+    /// The header bytes (sent first).
+    pub fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    /// The payload buffers (sent after the header).
+    pub fn payload(&self) -> &[Bytes] {
+        self.payload.parts()
+    }
+
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        usize::from(self.head_len) + self.payload.len()
+    }
+
+    /// The whole reply as one buffer (tests, debugging).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.wire_len());
+        v.extend_from_slice(self.head());
+        for p in self.payload() {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
+    fn new(head: &[u8], payload: Payload) -> Self {
+        let mut r = Reply {
+            head: [0; REPLY_HEAD_MAX],
+            head_len: head.len() as u8,
+            payload,
+        };
+        r.head[..head.len()].copy_from_slice(head);
+        r
+    }
+
+    fn structured(flags: u16, kind: u16, cookie: u64, extra: &[u8], payload: Payload) -> Self {
+        let mut h = [0u8; REPLY_HEAD_MAX];
+        let mut w = &mut h[..];
+        let len = extra.len() + payload.len();
+        w.put_u32(STRUCTURED_REPLY_MAGIC);
+        w.put_u16(flags);
+        w.put_u16(kind);
+        w.put_u64(cookie);
+        w.put_u32(len as u32);
+        w.put_slice(extra);
+        Reply::new(&h[..STRUCTURED_HEADER_LEN + extra.len()], payload)
+    }
+}
+
+/// Encodes the complete reply to one request.
+pub fn encode_reply(structured: bool, cookie: u64, body: ReplyBody) -> Reply {
     match (structured, body) {
-        (_, ReplyBody::Done) => vec![Bytes::copy_from_slice(&encode_simple_reply(cookie, 0))],
+        (_, ReplyBody::Done) => Reply::new(&encode_simple_reply(cookie, 0), Payload::Empty),
         (false, ReplyBody::Data { data, .. }) => {
-            vec![
-                Bytes::copy_from_slice(&encode_simple_reply(cookie, 0)),
-                data,
-            ]
+            Reply::new(&encode_simple_reply(cookie, 0), data)
         }
-        (false, ReplyBody::Error(e)) => {
-            vec![Bytes::copy_from_slice(&encode_simple_reply(
-                cookie,
-                e.kind.nbd_errno(),
-            ))]
-        }
+        (false, ReplyBody::Error(e)) => Reply::new(
+            &encode_simple_reply(cookie, e.kind.nbd_errno()),
+            Payload::Empty,
+        ),
         (true, ReplyBody::Data { data, .. }) if data.is_empty() => {
-            let mut h = Vec::with_capacity(STRUCTURED_HEADER_LEN);
-            structured_header(&mut h, REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0);
-            vec![h.into()]
+            Reply::structured(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, &[], Payload::Empty)
         }
         (true, ReplyBody::Data { offset, data }) => {
             // One content chunk, final: all data is in hand, so no error can
             // be detected while it is sent (and DF is honoured trivially).
-            let mut h = Vec::with_capacity(STRUCTURED_HEADER_LEN + 8);
-            let len = 8 + data.len() as u32;
-            structured_header(&mut h, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, cookie, len);
-            h.put_u64(offset);
-            vec![h.into(), data]
+            let kind = REPLY_TYPE_OFFSET_DATA;
+            Reply::structured(REPLY_FLAG_DONE, kind, cookie, &offset.to_be_bytes(), data)
         }
         (true, ReplyBody::Error(e)) => {
-            let msg = truncate(&e.message, MAX_STRING_LEN);
-            let mut h = Vec::with_capacity(STRUCTURED_HEADER_LEN + 6 + msg.len());
-            let len = 6 + msg.len() as u32;
-            structured_header(&mut h, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, len);
-            h.put_u32(e.kind.nbd_errno());
-            h.put_u16(msg.len() as u16);
-            h.put_slice(msg.as_bytes());
-            vec![h.into()]
+            let mut msg = e.message;
+            msg.truncate(truncated_len(&msg, MAX_STRING_LEN));
+            let mut extra = [0u8; 6];
+            extra[..4].copy_from_slice(&e.kind.nbd_errno().to_be_bytes());
+            extra[4..].copy_from_slice(&(msg.len() as u16).to_be_bytes());
+            let msg = Payload::One(Bytes::from(msg));
+            Reply::structured(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, &extra, msg)
         }
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// Length of the longest prefix of `s` of at most `max` bytes that ends on
+/// a character boundary.
+fn truncated_len(s: &str, max: usize) -> usize {
     if s.len() <= max {
-        return s;
+        return s.len();
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    end
 }

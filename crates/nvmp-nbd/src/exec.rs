@@ -1,6 +1,8 @@
 //! Runs validated operations on a [`BlockDevice`]: splits them to the
-//! device's transfer limits (chunks run concurrently) and handles requests
-//! that are not aligned to the device block size.
+//! device's transfer limits (the only place a request is split; chunks run
+//! concurrently as futures of the request, no task is spawned) and handles
+//! requests that are not aligned to the device block size. Read chunks are
+//! returned as they are, never concatenated: the reply sends them in order.
 //!
 //! Alignment policy: the export advertises the device block size as the
 //! NBD minimum block size, so well-behaved clients (qemu, libnbd, the
@@ -14,14 +16,15 @@
 //! - trims: only the whole blocks inside the range are trimmed (a trim is
 //!   a hint; partial blocks keep their data).
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::RwLock;
-use tokio::task::JoinSet;
 
-use crate::codec::{Op, ReplyBody};
+use crate::codec::{Op, Payload, ReplyBody};
 use crate::device::{BlockDevice, IoError, IoErrorKind};
 
 /// Device calls one request keeps in flight at most when split.
@@ -30,25 +33,33 @@ const MAX_PARALLEL_CHUNKS: usize = 16;
 pub(crate) struct Executor<D> {
     dev: Arc<D>,
     bs: u64,
-    max_xfer: u64,
-    max_discard: u64,
     rmw: RwLock<()>,
 }
 
 impl<D: BlockDevice> Executor<D> {
     pub(crate) fn new(dev: Arc<D>) -> Self {
-        let bs = u64::from(dev.block_size().max(1));
-        let whole = |n: u32| (u64::from(n) - u64::from(n) % bs).max(bs);
         Executor {
-            max_xfer: whole(dev.max_transfer_bytes()),
-            max_discard: whole(dev.max_discard_bytes()),
-            bs,
+            bs: u64::from(dev.block_size().max(1)),
             dev,
             rmw: RwLock::new(()),
         }
     }
 
-    pub(crate) async fn run(self: &Arc<Self>, op: Op) -> Result<ReplyBody, IoError> {
+    /// The device's limits are read per request: a multipath device's
+    /// transfer limit can shrink when a path with a smaller one joins.
+    fn max_xfer(&self) -> u64 {
+        self.whole(self.dev.max_transfer_bytes())
+    }
+
+    fn max_discard(&self) -> u64 {
+        self.whole(self.dev.max_discard_bytes())
+    }
+
+    fn whole(&self, n: u32) -> u64 {
+        (u64::from(n) - u64::from(n) % self.bs).max(self.bs)
+    }
+
+    pub(crate) async fn run(&self, op: Op) -> Result<ReplyBody, IoError> {
         match op {
             Op::Read { offset, len } => {
                 let data = self.read(offset, u64::from(len)).await?;
@@ -88,42 +99,43 @@ impl<D: BlockDevice> Executor<D> {
         offset.is_multiple_of(self.bs) && len.is_multiple_of(self.bs)
     }
 
-    async fn read(self: &Arc<Self>, offset: u64, len: u64) -> Result<Bytes, IoError> {
+    async fn read(&self, offset: u64, len: u64) -> Result<Payload, IoError> {
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok(Payload::Empty);
         }
         let (start, end) = (self.down(offset), self.up(offset + len));
-        let data = self.read_aligned(start, end).await?;
+        let mut data = self.read_aligned(start, end).await?;
+        // Unaligned: drop the head of the first chunk, the tail of the last.
         let skip = (offset - start) as usize;
-        Ok(data.slice(skip..skip + len as usize))
-    }
-
-    async fn read_aligned(self: &Arc<Self>, start: u64, end: u64) -> Result<Bytes, IoError> {
-        let ranges = split(start, end, self.max_xfer);
-        let total = (end - start) as usize;
-        let parts = self
-            .chunks(ranges, |dev, (o, l)| async move {
-                let data = dev.read(o, l).await?;
-                if data.len() != l as usize {
-                    return Err(IoError::new(
-                        IoErrorKind::Io,
-                        "device returned a short read",
-                    ));
+        let cut = (end - offset - len) as usize;
+        if skip != 0 || cut != 0 {
+            match &mut data {
+                Payload::Empty => {}
+                Payload::One(b) => *b = b.slice(skip..b.len() - cut),
+                Payload::Many(v) => {
+                    let first = &mut v[0];
+                    *first = first.slice(skip..);
+                    let last = v.last_mut().expect("several chunks");
+                    *last = last.slice(..last.len() - cut);
                 }
-                Ok(data)
-            })
-            .await?;
-        if parts.len() == 1 {
-            return Ok(parts.into_iter().next().expect("one part"));
+            }
         }
-        let mut buf = BytesMut::with_capacity(total);
-        for p in parts {
-            buf.extend_from_slice(&p);
-        }
-        Ok(buf.freeze())
+        Ok(data)
     }
 
-    async fn write(self: &Arc<Self>, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+    async fn read_aligned(&self, start: u64, end: u64) -> Result<Payload, IoError> {
+        let max = self.max_xfer();
+        if end - start <= max {
+            let data = read_chunk(&*self.dev, start, (end - start) as u32).await?;
+            return Ok(Payload::One(data));
+        }
+        let parts = self
+            .chunks(split(start, end, max), |dev, (o, l)| read_chunk(dev, o, l))
+            .await?;
+        Ok(Payload::Many(parts))
+    }
+
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         if data.is_empty() {
             return Ok(());
         }
@@ -138,7 +150,7 @@ impl<D: BlockDevice> Executor<D> {
     /// Read-modify-write of the blocks covering `offset..offset+len`; the
     /// caller holds the exclusive lock.
     async fn rmw_locked(
-        self: &Arc<Self>,
+        &self,
         offset: u64,
         data: Bytes,
         fua: bool,
@@ -164,39 +176,37 @@ impl<D: BlockDevice> Executor<D> {
     }
 
     async fn write_aligned(
-        self: &Arc<Self>,
+        &self,
         offset: u64,
         data: Bytes,
         fua: bool,
     ) -> Result<(), IoError> {
-        let items: Vec<(u64, Bytes)> = split(offset, offset + data.len() as u64, self.max_xfer)
-            .into_iter()
-            .map(|(o, l)| {
-                let at = (o - offset) as usize;
-                (o, data.slice(at..at + l as usize))
-            })
-            .collect();
-        self.chunks(items, move |dev, (o, d)| async move {
-            dev.write(o, d, fua).await
-        })
-        .await?;
+        let max = self.max_xfer();
+        if data.len() as u64 <= max {
+            return self.dev.write(offset, data, fua).await;
+        }
+        let items = split(offset, offset + data.len() as u64, max).map(|(o, l)| {
+            let at = (o - offset) as usize;
+            (o, data.slice(at..at + l as usize))
+        });
+        self.chunks(items, |dev, (o, d)| dev.write(o, d, fua))
+            .await?;
         Ok(())
     }
 
-    async fn trim(self: &Arc<Self>, offset: u64, len: u64, fua: bool) -> Result<(), IoError> {
+    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), IoError> {
         let (start, end) = (self.up(offset), self.down(offset + len));
         if start >= end {
             return Ok(());
         }
         let _shared = self.rmw.read().await;
-        let ranges = split(start, end, self.max_discard);
-        self.chunks(ranges, |dev, (o, l)| async move { dev.trim(o, l).await })
-            .await?;
+        let ranges = split(start, end, self.max_discard());
+        self.chunks(ranges, |dev, (o, l)| dev.trim(o, l)).await?;
         self.flush_if(fua).await
     }
 
     async fn zero(
-        self: &Arc<Self>,
+        &self,
         offset: u64,
         len: u64,
         fua: bool,
@@ -232,16 +242,14 @@ impl<D: BlockDevice> Executor<D> {
     }
 
     async fn zero_aligned(
-        self: &Arc<Self>,
+        &self,
         start: u64,
         end: u64,
         may_trim: bool,
     ) -> Result<(), IoError> {
-        let ranges = split(start, end, self.max_discard);
-        self.chunks(ranges, move |dev, (o, l)| async move {
-            dev.write_zeroes(o, l, may_trim).await
-        })
-        .await?;
+        let ranges = split(start, end, self.max_discard());
+        self.chunks(ranges, |dev, (o, l)| dev.write_zeroes(o, l, may_trim))
+            .await?;
         Ok(())
     }
 
@@ -255,46 +263,61 @@ impl<D: BlockDevice> Executor<D> {
         }
     }
 
-    /// Runs `f` on every item, at most [`MAX_PARALLEL_CHUNKS`] at a time;
+    /// Runs `f` on every item, at most [`MAX_PARALLEL_CHUNKS`] at a time,
+    /// as futures of this request (polled together, no task spawned);
     /// results in item order. The first error wins (the rest are dropped).
-    async fn chunks<I, T, F, Fut>(&self, items: Vec<I>, f: F) -> Result<Vec<T>, IoError>
+    async fn chunks<'a, I, T, F, Fut>(
+        &'a self,
+        items: impl Iterator<Item = I>,
+        f: F,
+    ) -> Result<Vec<T>, IoError>
     where
-        I: Send + 'static,
-        T: Send + 'static,
-        F: Fn(Arc<D>, I) -> Fut,
-        Fut: Future<Output = Result<T, IoError>> + Send + 'static,
+        F: Fn(&'a D, I) -> Fut,
+        Fut: Future<Output = Result<T, IoError>> + 'a,
     {
-        if items.len() == 1 {
-            let item = items.into_iter().next().expect("one item");
-            return Ok(vec![f(self.dev.clone(), item).await?]);
-        }
-        let mut results: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
-        let mut pending = items.into_iter().enumerate();
-        let mut set = JoinSet::new();
-        loop {
-            while set.len() < MAX_PARALLEL_CHUNKS {
-                let Some((i, item)) = pending.next() else {
+        let mut items = items.enumerate();
+        let mut results: Vec<Option<T>> = Vec::new();
+        let mut running: Vec<(usize, Pin<Box<Fut>>)> = Vec::with_capacity(MAX_PARALLEL_CHUNKS);
+        poll_fn(|cx| loop {
+            while running.len() < MAX_PARALLEL_CHUNKS {
+                let Some((i, item)) = items.next() else {
                     break;
                 };
-                let fut = f(self.dev.clone(), item);
-                set.spawn(async move { (i, fut.await) });
+                results.push(None);
+                running.push((i, Box::pin(f(&self.dev, item))));
             }
-            match set.join_next().await {
-                None => break,
-                Some(Ok((i, r))) => results[i] = Some(r?),
-                Some(Err(e)) => {
-                    return Err(IoError::new(
-                        IoErrorKind::Io,
-                        format!("device task failed: {e}"),
-                    ))
+            if running.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut finished = false;
+            let mut k = 0;
+            while k < running.len() {
+                match running[k].1.as_mut().poll(cx) {
+                    Poll::Pending => k += 1,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(t)) => {
+                        results[running[k].0] = Some(t);
+                        running.swap_remove(k);
+                        finished = true;
+                    }
                 }
             }
-        }
+            if !finished {
+                return Poll::Pending;
+            }
+        })
+        .await?;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every chunk completed"))
             .collect())
     }
+}
+
+async fn read_chunk<D: BlockDevice>(dev: &D, offset: u64, len: u32) -> Result<Bytes, IoError> {
+    let data = dev.read(offset, len).await?;
+    check_len(&data, len as usize)?;
+    Ok(data)
 }
 
 fn check_len(data: &Bytes, want: usize) -> Result<(), IoError> {
@@ -308,14 +331,10 @@ fn check_len(data: &Bytes, want: usize) -> Result<(), IoError> {
     }
 }
 
-/// Splits `start..end` into pieces of at most `max` bytes.
-fn split(start: u64, end: u64, max: u64) -> Vec<(u64, u32)> {
-    let mut v = Vec::with_capacity(((end - start) / max + 1) as usize);
-    let mut o = start;
-    while o < end {
-        let l = (end - o).min(max);
-        v.push((o, l as u32));
-        o += l;
-    }
-    v
+/// Splits `start..end` into pieces of at most `max` bytes: the one place
+/// requests are cut to the device's limits.
+fn split(start: u64, end: u64, max: u64) -> impl Iterator<Item = (u64, u32)> {
+    (start..end)
+        .step_by(max as usize)
+        .map(move |o| (o, (end - o).min(max) as u32))
 }

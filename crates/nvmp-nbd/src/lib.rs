@@ -40,6 +40,7 @@ pub mod codec;
 mod conn;
 pub mod device;
 mod exec;
+mod slots;
 pub mod handshake;
 pub mod proto;
 pub mod server;

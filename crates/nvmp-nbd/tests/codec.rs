@@ -281,7 +281,7 @@ fn reply_known_bytes() {
         ReplyBody::Error(IoError::new(IoErrorKind::Inval, "x")),
     );
     assert_eq!(
-        simple.concat(),
+        simple.to_vec(),
         [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
     );
     let data = Bytes::from_static(b"hi");
@@ -290,11 +290,14 @@ fn reply_known_bytes() {
         cookie,
         ReplyBody::Data {
             offset: 512,
-            data: data.clone(),
+            data: data.clone().into(),
         },
     );
-    assert_eq!(simple_read.concat().len(), 18);
-    let sr = encode_reply(true, cookie, ReplyBody::Data { offset: 512, data }).concat();
+    assert_eq!(simple_read.to_vec().len(), 18);
+    let sr = encode_reply(true, cookie, ReplyBody::Data {
+            offset: 512,
+            data: data.into(),
+        }).to_vec();
     assert_eq!(
         sr,
         [
@@ -307,7 +310,7 @@ fn reply_known_bytes() {
         cookie,
         ReplyBody::Error(IoError::new(IoErrorKind::Io, "bad")),
     );
-    let err = err.concat();
+    let err = err.to_vec();
     assert_eq!(&err[..8], &[0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80, 0x01]);
     assert_eq!(
         &err[16..],
@@ -318,10 +321,10 @@ fn reply_known_bytes() {
         cookie,
         ReplyBody::Data {
             offset: 0,
-            data: Bytes::new(),
+            data: Bytes::new().into(),
         },
     )
-    .concat();
+    .to_vec();
     assert_eq!(&none[4..8], &[0, 1, 0, 0]);
 }
 

@@ -54,6 +54,10 @@ pub struct Workload {
     pub verify: bool,
     pub progress: bool,
     pub iopolicy: Option<String>,
+    /// The target's process, to report its CPU and syscalls per I/O too.
+    pub target_pid: Option<u32>,
+    /// Count every syscall of both processes with `perf stat`.
+    pub count_syscalls: bool,
 }
 
 #[derive(Default)]
@@ -98,6 +102,12 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
     let seq_cursor: Arc<Vec<AtomicU64>> =
         Arc::new((0..w.jobs).map(|_| AtomicU64::new(0)).collect());
     let base_paths = t.path_ios();
+    // CPU, syscalls and context switches from here to the last completion.
+    let mut meter = super::usage::Meter::new(w.target_pid, w.count_syscalls);
+    if w.count_syscalls {
+        tokio::time::sleep(Duration::from_secs_f64(super::usage::PERF_ATTACH_S)).await;
+    }
+    meter.begin();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for job in 0..w.jobs {
@@ -244,8 +254,9 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
         eprintln!();
     }
     let secs = t0.elapsed().as_secs_f64();
-    let h = hists.lock().unwrap_or_else(|e| e.into_inner());
     let ios = c.ios.load(Relaxed);
+    let usage = meter.finish(ios, secs);
+    let h = hists.lock().unwrap_or_else(|e| e.into_inner());
     let bytes = c.bytes.load(Relaxed);
     let mixed = c.reads.load(Relaxed) > 0 && c.writes.load(Relaxed) > 0;
     Report {
@@ -272,6 +283,7 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
         curve: latency_curve(&h.all),
         hist: h.all.clone(),
         timeline,
+        usage,
     }
 }
 

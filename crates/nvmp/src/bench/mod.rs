@@ -6,6 +6,7 @@ pub mod engine;
 pub mod plot;
 pub mod report;
 pub mod target;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,15 @@ pub struct BenchArgs {
     /// Draw the latency distribution and the IOPS-per-path timeline (SVG).
     #[arg(long = "plot", value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Also report the CPU and syscalls per I/O of the target's process (a
+    /// local target, e.g. `nvmp target run`), read from /proc/PID.
+    #[arg(long = "target-pid", value_name = "PID")]
+    pub target_pid: Option<u32>,
+    /// Count every syscall of this process (and of --target-pid) over the run,
+    /// with `perf stat -e raw_syscalls:sys_enter` (needs perf, and root or
+    /// perf_event_paranoid <= 1).
+    #[arg(long = "count-syscalls")]
+    pub count_syscalls: bool,
     /// Output format.
     #[arg(short = 'o', long = "output-format", value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -99,6 +109,8 @@ fn workload(a: &BenchArgs, capacity: u64, bs_dev: u32) -> Result<Workload> {
         verify: a.verify,
         progress: !a.output.is_json(),
         iopolicy: a.iopolicy.map(|p| p.to_string()),
+        target_pid: a.target_pid,
+        count_syscalls: a.count_syscalls,
     })
 }
 

@@ -283,6 +283,7 @@ mod tests {
                     paths: vec![("nvme0c0n1".into(), 30.0), ("nvme0c1n1<&>".into(), 19.0)],
                 },
             ],
+            usage: Default::default(),
         };
         let s = svg(&r);
         assert!(s.starts_with("<svg"));

@@ -101,6 +101,9 @@ pub struct Report {
     #[serde(skip)]
     pub hist: Histogram<u64>,
     pub timeline: Vec<Sample>,
+    /// CPU, syscalls and context switches per I/O of this process (the
+    /// host) and of the target's (`--target-pid`), over the measured interval.
+    pub usage: super::usage::Usage,
 }
 
 impl Report {
@@ -117,6 +120,7 @@ impl Report {
             r.errors += p.errors;
             r.verify_errors += p.verify_errors;
             r.failovers = r.failovers.max(p.failovers);
+            r.usage.add(&p.usage);
             let _ = r.hist.add(&p.hist);
             for (name, ios) in p.paths.iter().map(|x| (x.name.clone(), x.ios)) {
                 match r.paths.iter_mut().find(|x| x.name == name) {
@@ -200,6 +204,15 @@ impl Report {
         }
         for p in &self.paths {
             let _ = writeln!(s, "  path {}: {} I/Os ({:.1}%)", p.name, p.ios, p.share_pct);
+        }
+        if let Some(u) = &self.usage.host {
+            let _ = writeln!(s, "  host:   {}", u.line());
+        }
+        if let Some(u) = &self.usage.target {
+            let _ = writeln!(s, "  target: {} (pid {})", u.line(), u.pid);
+        }
+        for e in &self.usage.errors {
+            let _ = writeln!(s, "  usage not measured: {e}");
         }
         let _ = writeln!(
             s,

@@ -347,7 +347,7 @@ impl Controller {
         loop {
             if self.inner.state() == CtrlState::Live {
                 if let Some(a) = self.inner.assoc().filter(|a| !a.io.is_empty()) {
-                    let i = self.inner.rr.fetch_add(1, Ordering::Relaxed) % a.io.len();
+                    let i = pick_queue(&self.inner.rr, a.io.len());
                     match a.io[i].try_submit(req, Some(timeout)).await {
                         Ok(c) => return c,
                         Err((r, crate::queue::SubmitError::Invalid)) => {
@@ -444,5 +444,32 @@ impl<'a> OutstandingGuard<'a> {
 impl Drop for OutstandingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The I/O queue for a command. With one queue per core (the default,
+/// as Linux maps a CPU to its hardware queue) the queue of the submitting
+/// thread: each runtime worker keeps to its own queue, so a queue's state
+/// stays in one core's cache and no counter is shared between cores.
+/// Otherwise (fewer or more queues than cores) round robin.
+fn pick_queue(rr: &AtomicUsize, n: usize) -> usize {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+    static CORES: OnceLock<usize> = OnceLock::new();
+    static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static THREAD_NO: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    if n == *CORES.get_or_init(|| crate::options::default_io_queues() as usize) {
+        THREAD_NO.with(|c| {
+            let t = c.get().unwrap_or_else(|| {
+                let t = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+                c.set(Some(t));
+                t
+            });
+            t % n
+        })
+    } else {
+        rr.fetch_add(1, Ordering::Relaxed) % n
     }
 }

@@ -120,6 +120,11 @@ pub struct QueueCore<T> {
     maxh2cdata: u32,
     outbound: VecDeque<Pdu>,
     done: VecDeque<(T, Completion)>,
+    /// The deadline the driver's timer is armed for (from the last
+    /// [`QueueCore::poll_timeout`]); None: not armed.
+    armed: Option<Instant>,
+    /// A command was queued with a deadline earlier than `armed`.
+    rearm: bool,
 }
 
 impl<T> QueueCore<T> {
@@ -142,6 +147,8 @@ impl<T> QueueCore<T> {
             maxh2cdata: 0,
             outbound,
             done: VecDeque::with_capacity(cfg.queue_size as usize),
+            armed: None,
+            rearm: false,
         }
     }
 
@@ -217,6 +224,11 @@ impl<T> QueueCore<T> {
             xfer_error: false,
             deadline,
         };
+        if let Some(d) = deadline {
+            if self.armed.is_none_or(|a| d < a) {
+                self.rearm = true;
+            }
+        }
         let Ok(cid) = self.slots.insert(entry) else {
             unreachable!("a free slot was checked above");
         };
@@ -483,8 +495,11 @@ impl<T> QueueCore<T> {
         e
     }
 
-    /// Check deadlines: the first command past its deadline fails the connection.
-    pub fn poll_timeout(&mut self, now: Instant) -> Result<(), QueueError> {
+    /// Check deadlines: the first command past its deadline fails the
+    /// connection. Otherwise returns the earliest deadline still pending,
+    /// for which the driver arms its timer (None: no timer needed until a
+    /// command with a deadline is queued, see [`QueueCore::take_rearm`]).
+    pub fn poll_timeout(&mut self, now: Instant) -> Result<Option<Instant>, QueueError> {
         let expired = self
             .slots
             .iter()
@@ -496,8 +511,19 @@ impl<T> QueueCore<T> {
                 self.outbound.clear();
                 Err(QueueError::Timeout { cid, opcode })
             }
-            None => Ok(()),
+            None => {
+                self.rearm = false;
+                self.armed = self.next_deadline();
+                Ok(self.armed)
+            }
         }
+    }
+
+    /// Whether a command queued since the last [`QueueCore::poll_timeout`]
+    /// has an earlier deadline than the timer is armed for (then the driver
+    /// calls `poll_timeout` again). Clears the flag.
+    pub fn take_rearm(&mut self) -> bool {
+        std::mem::take(&mut self.rearm)
     }
 
     /// The earliest deadline of a command in flight.

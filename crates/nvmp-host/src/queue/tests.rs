@@ -301,11 +301,45 @@ fn deadlines() {
         )
         .unwrap();
     assert_eq!(q.next_deadline(), Some(t0 + Duration::from_secs(30)));
-    q.poll_timeout(t0 + Duration::from_secs(29)).unwrap();
-    let e = q.poll_timeout(t0 + Duration::from_secs(30)).unwrap_err();
-    assert_eq!(e, QueueError::Timeout { cid, opcode: 0 });
+    assert!(q.take_rearm(), "first deadline: the timer must be armed");
+    assert!(!q.take_rearm(), "the flag clears");
+    assert_eq!(
+        q.poll_timeout(t0 + Duration::from_secs(29)).unwrap(),
+        Some(t0 + Duration::from_secs(30)),
+        "armed for the pending deadline"
+    );
+    // A later deadline needs no re-arm, an earlier one does.
+    q.submit(
+        3,
+        IoRequest::new(Sqe::new(Opcode::FLUSH)),
+        Some(t0 + Duration::from_secs(31)),
+    )
+    .unwrap();
+    assert!(!q.take_rearm());
+    let cid4 = q
+        .submit(
+            4,
+            IoRequest::new(Sqe::new(Opcode::FLUSH)),
+            Some(t0 + Duration::from_secs(20)),
+        )
+        .unwrap();
+    assert!(q.take_rearm());
+    assert_eq!(
+        q.poll_timeout(t0 + Duration::from_secs(19)).unwrap(),
+        Some(t0 + Duration::from_secs(20))
+    );
+    let e = q.poll_timeout(t0 + Duration::from_secs(20)).unwrap_err();
+    assert_eq!(
+        e,
+        QueueError::Timeout {
+            cid: cid4,
+            opcode: 0
+        },
+        "the earliest fires first"
+    );
+    assert_ne!(cid, cid4);
     q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
-    assert_eq!(done(&mut q).len(), 2, "the AER is torn down too");
+    assert_eq!(done(&mut q).len(), 4, "the AER is torn down too");
 }
 
 #[test]

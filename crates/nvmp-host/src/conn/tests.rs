@@ -1,0 +1,135 @@
+//! The completion cells under the queue's one lock.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use nvmp_wire::{Digests, Status};
+
+use super::cells::{Cells, Wait};
+use super::State;
+use crate::command::Completion;
+use crate::queue::{QueueConfig, QueueCore};
+
+/// Counts its wake-ups.
+struct Count(AtomicUsize);
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn waker() -> (Arc<Count>, Waker) {
+    let c = Arc::new(Count(AtomicUsize::new(0)));
+    (c.clone(), Waker::from(c))
+}
+
+fn state(n: usize) -> Mutex<State> {
+    Mutex::new(State {
+        core: QueueCore::new(QueueConfig::admin(16, Digests::default())),
+        cells: Cells::new(n),
+    })
+}
+
+fn status(n: u16) -> Completion {
+    Completion {
+        dw0: n as u32,
+        ..Completion::with_status(Status::SUCCESS)
+    }
+}
+
+fn wait(st: &Mutex<State>) -> Wait<'_> {
+    let ticket = st.lock().unwrap().cells.take();
+    Wait {
+        state: st,
+        ticket,
+        finished: false,
+    }
+}
+
+fn poll(w: &mut Wait<'_>, waker: &Waker) -> Poll<Completion> {
+    Pin::new(w).poll(&mut Context::from_waker(waker))
+}
+
+/// Complete as the reader does: under the lock, wake after it.
+fn complete(st: &Mutex<State>, t: super::cells::Ticket, c: Completion) {
+    let w = st.lock().unwrap().cells.complete(t, c);
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+fn free(st: &Mutex<State>) -> usize {
+    st.lock().unwrap().cells.free_count()
+}
+
+#[test]
+fn completion_wakes_and_frees_the_cell() {
+    let st = state(2);
+    let (n, wk) = waker();
+    let mut w = wait(&st);
+    assert!(poll(&mut w, &wk).is_pending());
+    assert!(poll(&mut w, &wk).is_pending(), "polled again: no new waker");
+    complete(&st, w.ticket, status(7));
+    assert_eq!(n.0.load(Ordering::SeqCst), 1);
+    assert_eq!(free(&st), 1, "held until taken");
+    assert_eq!(poll(&mut w, &wk), Poll::Ready(status(7)));
+    assert_eq!(free(&st), 2);
+    drop(w);
+    assert_eq!(free(&st), 2);
+}
+
+#[test]
+fn cancelled_in_flight_cell_is_freed_by_its_completion_only() {
+    let st = state(1);
+    let (_, wk) = waker();
+    let mut a = wait(&st);
+    let old = a.ticket;
+    assert!(poll(&mut a, &wk).is_pending());
+    drop(a);
+    assert_eq!(
+        free(&st),
+        0,
+        "abandoned, not free: its command is in flight"
+    );
+    // A new command gets another cell meanwhile (the table grows).
+    let mut b = wait(&st);
+    assert_ne!(b.ticket.idx, old.idx);
+    // The old completion frees the abandoned cell and reaches nobody else.
+    complete(&st, old, status(1));
+    assert_eq!(free(&st), 1);
+    assert!(poll(&mut b, &wk).is_pending());
+    // The freed cell is reused under a new generation; a stale (second)
+    // completion for the old use does not complete the new one.
+    let mut c = wait(&st);
+    assert_eq!(c.ticket.idx, old.idx);
+    assert_ne!(c.ticket.gen, old.gen);
+    complete(&st, old, status(1));
+    assert!(poll(&mut c, &wk).is_pending());
+    complete(&st, c.ticket, status(3));
+    complete(&st, b.ticket, status(2));
+    assert_eq!(poll(&mut c, &wk), Poll::Ready(status(3)));
+    assert_eq!(poll(&mut b, &wk), Poll::Ready(status(2)));
+    assert_eq!(free(&st), 2);
+}
+
+#[test]
+fn cancelled_after_completion_frees_at_once() {
+    let st = state(1);
+    let (n, wk) = waker();
+    let mut a = wait(&st);
+    assert!(poll(&mut a, &wk).is_pending());
+    complete(&st, a.ticket, status(1));
+    assert_eq!(n.0.load(Ordering::SeqCst), 1);
+    drop(a);
+    assert_eq!(free(&st), 1);
+    // Never polled at all, then cancelled, then completed.
+    let a = wait(&st);
+    let t = a.ticket;
+    drop(a);
+    complete(&st, t, status(1));
+    assert_eq!(free(&st), 1);
+    assert_eq!(st.lock().unwrap().cells.len(), 1, "no growth");
+}

@@ -4,7 +4,10 @@
 //! and a write with FUA is followed by `fdatasync` before it completes, so
 //! both really reach stable storage. Positional I/O (`FileExt::read_at` /
 //! `write_at`) lets concurrent commands share one `File`; the driver runs it
-//! on tokio's blocking pool.
+//! on a bounded pool of threads ([`pool`]) with a limit per connection.
+//!
+//! RAM namespaces ([`ram`]) keep their data in chunks that reads hand out
+//! without copying.
 //!
 //! Deallocate (Dataset Management, Write Zeroes with DEAC): the RAM backend
 //! zeroes the range; the file backend writes zeroes (no `fallocate` punch
@@ -14,11 +17,15 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::RwLock;
 
 use bytes::Bytes;
 
 use crate::config::DeviceSpec;
+
+pub mod pool;
+pub mod ram;
+
+use ram::RamStore;
 
 /// One backend operation, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +57,7 @@ pub type IoResult = std::io::Result<Bytes>;
 /// A namespace's storage.
 #[derive(Debug)]
 pub enum Backend {
-    Ram(RwLock<Vec<u8>>),
+    Ram(RamStore),
     File { file: File, size: u64 },
 }
 
@@ -62,9 +69,7 @@ impl Backend {
     pub fn open(spec: &DeviceSpec) -> std::io::Result<(Backend, u32)> {
         match spec {
             DeviceSpec::Ram { size, block_size } => {
-                let n =
-                    usize::try_from(*size).map_err(|_| std::io::Error::other("size too large"))?;
-                Ok((Backend::Ram(RwLock::new(vec![0; n])), *block_size))
+                Ok((Backend::Ram(RamStore::new(*size)?), *block_size))
             }
             DeviceSpec::File { path } => Self::open_file(path).map(|b| (b, 512)),
         }
@@ -93,7 +98,7 @@ impl Backend {
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         match self {
-            Backend::Ram(v) => v.read().map(|v| v.len() as u64).unwrap_or(0),
+            Backend::Ram(r) => r.size(),
             Backend::File { size, .. } => *size,
         }
     }
@@ -106,53 +111,27 @@ impl Backend {
     /// Perform an operation (blocking for files). Ranges are checked by the caller.
     pub fn execute(&self, op: &IoOp) -> IoResult {
         match self {
-            Backend::Ram(mem) => ram_execute(mem, op),
+            Backend::Ram(r) => ram_execute(r, op),
             Backend::File { file, .. } => file_execute(file, op),
         }
     }
 }
 
-fn range(offset: u64, len: u64, size: usize) -> std::io::Result<std::ops::Range<usize>> {
-    let end = offset
-        .checked_add(len)
-        .filter(|e| *e <= size as u64)
-        .ok_or_else(|| std::io::Error::other("range beyond the end of the namespace"))?;
-    Ok(offset as usize..end as usize)
-}
-
-fn poisoned<T>(_: T) -> std::io::Error {
-    std::io::Error::other("backend lock poisoned")
-}
-
-fn ram_execute(mem: &RwLock<Vec<u8>>, op: &IoOp) -> IoResult {
+fn ram_execute(r: &RamStore, op: &IoOp) -> IoResult {
     match op {
-        IoOp::Read { offset, len } => {
-            let m = mem.read().map_err(poisoned)?;
-            let r = range(*offset, *len as u64, m.len())?;
-            Ok(Bytes::copy_from_slice(&m[r]))
-        }
+        IoOp::Read { offset, len } => r.read(*offset, *len as u64),
         IoOp::Write { offset, data, .. } => {
-            let mut m = mem.write().map_err(poisoned)?;
-            let r = range(*offset, data.len() as u64, m.len())?;
-            m[r].copy_from_slice(data);
+            r.write(*offset, Some(data), data.len() as u64)?;
             Ok(Bytes::new())
         }
         IoOp::Flush => Ok(Bytes::new()),
         IoOp::Zero { offset, len } => {
-            let mut m = mem.write().map_err(poisoned)?;
-            let r = range(*offset, *len, m.len())?;
-            m[r].fill(0);
+            r.write(*offset, None, *len)?;
             Ok(Bytes::new())
         }
         IoOp::Deallocate { ranges } => {
             for (offset, len) in ranges {
-                ram_execute(
-                    mem,
-                    &IoOp::Zero {
-                        offset: *offset,
-                        len: *len,
-                    },
-                )?;
+                r.write(*offset, None, *len)?;
             }
             Ok(Bytes::new())
         }

@@ -71,7 +71,7 @@ fn set_features(st: &mut State, b: &Bound, sqe: &Sqe) -> Exec {
     }
     let max_q = st
         .subsystems
-        .get(&b.subnqn)
+        .get(&*b.subnqn)
         .and_then(|s| s.ctrls.get(&b.cntlid))
         .and_then(|c| st.ports.get(&c.port))
         .map_or(1, |p| p.spec.max_io_queues);

@@ -2,6 +2,7 @@
 //! access control) and Property Get/Set (CC.EN → CSTS.RDY, CC.SHN → CSTS.SHST).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use nvmp_wire::fabrics::{ConnectCmd, ConnectData};
 use nvmp_wire::{Sqe, StatusCode};
 
 use super::queue::{Bound, Completion, Ctx};
-use super::state::{Ctrl, CtrlState, State};
+use super::state::{Ctrl, CtrlState, State, TrafficStamp};
 
 /// Offsets used in "Invalid Parameter" responses (IPO): in the Connect data.
 const IPO_CNTLID: u32 = 16;
@@ -101,7 +102,7 @@ pub fn connect(
             admin_sqsize: cmd.sqsize,
             admin_conn: ctx.conn,
             io_queues: BTreeMap::new(),
-            last_traffic: now,
+            traffic: Arc::new(TrafficStamp::new(now)),
             aer_cids: VecDeque::new(),
             events: VecDeque::new(),
             changed_ns: BTreeSet::new(),
@@ -113,7 +114,7 @@ pub fn connect(
             ci.bound = Some((cd.subnqn.clone(), cntlid, 0));
         }
         let bound = Bound {
-            subnqn: cd.subnqn,
+            subnqn: cd.subnqn.into(),
             cntlid,
             qid: 0,
             discovery,
@@ -151,13 +152,13 @@ pub fn connect(
         return Err(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR));
     }
     ctrl.io_queues.insert(cmd.qid, ctx.conn);
-    ctrl.last_traffic = now;
+    ctrl.traffic.touch(now);
     let cntlid = ctrl.cntlid;
     if let Some(ci) = st.conns.get_mut(&ctx.conn) {
         ci.bound = Some((cd.subnqn.clone(), cntlid, cmd.qid));
     }
     let bound = Bound {
-        subnqn: cd.subnqn,
+        subnqn: cd.subnqn.into(),
         cntlid,
         qid: cmd.qid,
         discovery: false,
@@ -185,13 +186,13 @@ pub fn property(st: &mut State, b: &Bound, sqe: &Sqe) -> Completion {
     let offset = sqe.cdw11;
     let max_qs = st
         .subsystems
-        .get(&b.subnqn)
+        .get(&*b.subnqn)
         .and_then(|s| s.ctrls.get(&b.cntlid))
         .and_then(|c| st.ports.get(&c.port))
         .map_or(128, |p| p.spec.max_queue_size);
     let version = st
         .subsystems
-        .get(&b.subnqn)
+        .get(&*b.subnqn)
         .map_or(0x0001_0400, |s| s.spec.version);
     let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) else {
         return Completion::err(StatusCode::INTERNAL_ERROR);

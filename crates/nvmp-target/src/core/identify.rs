@@ -31,7 +31,7 @@ fn mdts(mdts_bytes: u32) -> u8 {
 
 /// Build Identify Controller for a bound controller.
 pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController> {
-    let sub = st.subsystems.get(&b.subnqn)?;
+    let sub = st.subsystems.get(&*b.subnqn)?;
     let port = st.ports.get(&ctx.port)?;
     let inline = port.spec.inline_data_size;
     let qs = port.spec.max_queue_size;
@@ -75,7 +75,7 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
         vwc: if io { 0x01 | (0x2 << 1) } else { 0 },
         // SGLs supported (no alignment); bit 20: SGL offsets (in-capsule data).
         sgls: 1 | (1 << 20),
-        subnqn: b.subnqn.clone(),
+        subnqn: b.subnqn.to_string(),
         ioccsz: ((64 + inline) / 16),
         iorcsz: 1,
         icdoff: 0,
@@ -131,7 +131,7 @@ pub fn identify(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
     if b.discovery && cns != 0x01 {
         return dnr(StatusCode::INVALID_FIELD);
     }
-    let Some(sub) = st.subsystems.get(&b.subnqn) else {
+    let Some(sub) = st.subsystems.get(&*b.subnqn) else {
         return dnr(StatusCode::INTERNAL_ERROR);
     };
     let active = |nsid: u32| sub.namespaces.get(&nsid).filter(|n| n.spec.enable);

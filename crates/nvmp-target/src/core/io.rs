@@ -1,16 +1,49 @@
 //! NVM I/O commands: Read, Write (FUA), Flush, Write Zeroes, Dataset
-//! Management. Every command checks the namespace's ANA state on the port
-//! it arrived on first.
+//! Management, checked against the namespace and turned into backend
+//! operations. The ANA state of the namespace's group on the port is
+//! checked first, by the queue, from its resolved view ([`super::view`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use nvmp_wire::log::AnaState;
 use nvmp_wire::{Opcode, Sqe, Status, StatusCode};
 
-use super::queue::{Bound, Completion, Ctx, Exec};
-use super::state::{NsRt, PortCounters, State};
+use super::queue::{Bound, Completion};
+use super::state::{NsRt, PortCounters};
 use crate::backend::IoOp;
+
+/// Counts of one queue, added to the port's counters once per batch (so
+/// queues on different cores do not contend on the counters per command).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalCounters {
+    pub reads: u64,
+    pub writes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub flushes: u64,
+    pub other_io: u64,
+    pub errors: u64,
+}
+
+impl LocalCounters {
+    /// Add to the port's counters and reset.
+    pub fn flush(&mut self, c: &PortCounters) {
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&c.reads, self.reads);
+        add(&c.writes, self.writes);
+        add(&c.read_bytes, self.read_bytes);
+        add(&c.write_bytes, self.write_bytes);
+        add(&c.flushes, self.flushes);
+        add(&c.other_io, self.other_io);
+        add(&c.errors, self.errors);
+        *self = Self::default();
+    }
+}
 
 /// Classification of a command for the per-port counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +68,19 @@ impl IoKind {
         }
     }
     /// Count a successful command that moved `len` bytes.
-    pub fn count(self, c: &PortCounters, len: u32) {
+    pub fn count(self, c: &mut LocalCounters, len: u32) {
         match self {
             IoKind::Admin => {}
             IoKind::Read => {
-                c.reads.fetch_add(1, Ordering::Relaxed);
-                c.read_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                c.reads += 1;
+                c.read_bytes += len as u64;
             }
             IoKind::Write => {
-                c.writes.fetch_add(1, Ordering::Relaxed);
-                c.write_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                c.writes += 1;
+                c.write_bytes += len as u64;
             }
-            IoKind::Flush => {
-                c.flushes.fetch_add(1, Ordering::Relaxed);
-            }
-            IoKind::Other => {
-                c.other_io.fetch_add(1, Ordering::Relaxed);
-            }
+            IoKind::Flush => c.flushes += 1,
+            IoKind::Other => c.other_io += 1,
         }
     }
 }
@@ -66,12 +95,12 @@ pub fn ana_status(state: AnaState) -> Option<Status> {
     }
 }
 
-fn done(code: StatusCode) -> Exec {
-    Exec::Done(Completion::err_dnr(code))
+fn done(code: StatusCode) -> Completion {
+    Completion::err_dnr(code)
 }
 
 /// Byte range of an LBA range, checked against the namespace.
-fn lba_range(ns: &NsRt, slba: u64, nlb: u64) -> Result<(u64, u64), Exec> {
+fn lba_range(ns: &NsRt, slba: u64, nlb: u64) -> Result<(u64, u64), Completion> {
     match slba.checked_add(nlb) {
         Some(end) if end <= ns.blocks => {
             Ok((slba * ns.block_size as u64, nlb * ns.block_size as u64))
@@ -80,73 +109,46 @@ fn lba_range(ns: &NsRt, slba: u64, nlb: u64) -> Result<(u64, u64), Exec> {
     }
 }
 
-/// Execute an I/O command (the lock is held only to look things up).
-pub fn execute(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe, data: Bytes) -> Exec {
-    let Some(sub) = st.subsystems.get(&b.subnqn) else {
-        return done(StatusCode::INTERNAL_ERROR);
-    };
-    let ns = match sub.namespaces.get(&sqe.nsid) {
-        Some(ns) if ns.spec.enable => ns.clone(),
-        _ => return done(StatusCode::INVALID_NAMESPACE),
-    };
-    if let Some(port) = st.ports.get(&ctx.port).filter(|_| sub.spec.ext.ana) {
-        if let Some(s) = ana_status(port.ana_state(ns.spec.ana_grpid).state) {
-            return Exec::Done(Completion::status(s));
-        }
-    }
+/// Check an I/O command against its namespace and turn it into a backend
+/// operation (or the completion that refuses it). No lock, no allocation
+/// (but for Dataset Management's range list).
+pub fn prepare(ns: &NsRt, sqe: &Sqe, data: Bytes) -> Result<IoOp, Completion> {
     let slba = sqe.cdw10 as u64 | ((sqe.cdw11 as u64) << 32);
     let nlb = (sqe.cdw12 & 0xFFFF) as u64 + 1;
-    let backend = ns.backend.clone();
     match sqe.opcode {
         Opcode::READ | Opcode::WRITE => {
-            let (offset, len) = match lba_range(&ns, slba, nlb) {
-                Ok(r) => r,
-                Err(e) => return e,
-            };
+            let (offset, len) = lba_range(ns, slba, nlb)?;
             if sqe.dptr.length as u64 != len {
-                return done(StatusCode::SGL_DATA_LENGTH_INVALID);
+                return Err(done(StatusCode::SGL_DATA_LENGTH_INVALID));
             }
             if sqe.opcode == Opcode::READ {
-                Exec::Io {
-                    backend,
-                    op: IoOp::Read {
-                        offset,
-                        len: len as u32,
-                    },
-                }
+                Ok(IoOp::Read {
+                    offset,
+                    len: len as u32,
+                })
             } else {
                 if data.len() as u64 != len {
-                    return done(StatusCode::SGL_DATA_LENGTH_INVALID);
+                    return Err(done(StatusCode::SGL_DATA_LENGTH_INVALID));
                 }
-                Exec::Io {
-                    backend,
-                    op: IoOp::Write {
-                        offset,
-                        data,
-                        fua: sqe.cdw12 & (1 << 30) != 0,
-                    },
-                }
+                Ok(IoOp::Write {
+                    offset,
+                    data,
+                    fua: sqe.cdw12 & (1 << 30) != 0,
+                })
             }
         }
-        Opcode::FLUSH => Exec::Io {
-            backend,
-            op: IoOp::Flush,
-        },
-        Opcode::WRITE_ZEROES => match lba_range(&ns, slba, nlb) {
-            Ok((offset, len)) => Exec::Io {
-                backend,
-                op: IoOp::Zero { offset, len },
-            },
-            Err(e) => e,
-        },
+        Opcode::FLUSH => Ok(IoOp::Flush),
+        Opcode::WRITE_ZEROES => {
+            lba_range(ns, slba, nlb).map(|(offset, len)| IoOp::Zero { offset, len })
+        }
         Opcode::DATASET_MANAGEMENT => {
             let nr = (sqe.cdw10 & 0xFF) as usize + 1;
             let deallocate = sqe.cdw11 & (1 << 2) != 0;
             if data.len() < nr * 16 {
-                return done(StatusCode::SGL_DATA_LENGTH_INVALID);
+                return Err(done(StatusCode::SGL_DATA_LENGTH_INVALID));
             }
             if !deallocate {
-                return Exec::Done(Completion::ok());
+                return Err(Completion::ok());
             }
             let mut ranges = Vec::with_capacity(nr);
             for r in data.chunks_exact(16).take(nr) {
@@ -156,16 +158,10 @@ pub fn execute(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe, data: Bytes) -> Exec
                 if nlb == 0 {
                     continue;
                 }
-                match lba_range(&ns, slba, nlb) {
-                    Ok(x) => ranges.push(x),
-                    Err(e) => return e,
-                }
+                ranges.push(lba_range(ns, slba, nlb)?);
             }
-            Exec::Io {
-                backend,
-                op: IoOp::Deallocate { ranges },
-            }
+            Ok(IoOp::Deallocate { ranges })
         }
-        _ => done(StatusCode::INVALID_OPCODE),
+        _ => Err(done(StatusCode::INVALID_OPCODE)),
     }
 }

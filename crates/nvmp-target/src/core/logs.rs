@@ -185,7 +185,7 @@ pub fn get_log_page(st: &mut State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
     }
     let hostnqn = match st
         .subsystems
-        .get(&b.subnqn)
+        .get(&*b.subnqn)
         .and_then(|s| s.ctrls.get(&b.cntlid))
     {
         Some(c) => c.hostnqn.clone(),

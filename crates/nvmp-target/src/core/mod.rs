@@ -8,10 +8,13 @@ pub mod io;
 pub mod logs;
 pub mod queue;
 pub mod state;
+pub mod tx;
 pub mod types;
+pub mod view;
 
 pub use queue::{Completion, Exec, Limits, Output, Queue};
 pub use state::{ConnId, ConnSignal, CtrlState, Shared, State};
+pub use tx::{Sink, TxBuf};
 
 #[cfg(test)]
 mod tests;

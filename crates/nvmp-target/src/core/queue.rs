@@ -4,24 +4,50 @@
 //! errors, and the timers (keep-alive, stalled PDU, connect timeout).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::{DataHeader, DataPdu, EncodeOptions, Fes, IcResp, R2t, TermReq};
+use nvmp_wire::pdu::{DataPdu, EncodeOptions, Fes, IcResp, R2t, TermReq};
 use nvmp_wire::sqe::{DataDirection, SglId};
 use nvmp_wire::{Cqe, Pdu, PduConfig, PduDecoder, PduError, Role, Sqe, StatusCode};
 
+use super::io::LocalCounters;
 use super::state::{ConnId, ConnSignal, PortCounters, PortFaults, Shared};
+use super::tx::{c2h, Sink};
+use super::view::{IoView, Lookup};
 use super::{admin, connect, io};
-use crate::backend::IoResult;
+use crate::backend::{Backend, IoOp, IoResult};
 
 pub use super::types::*;
 
+/// Hasher for CID / TTAG keys (u16): a multiply, no SipHash per command.
+#[derive(Default)]
+pub struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type TagMap<V> = HashMap<u16, V, BuildHasherDefault<TagHasher>>;
+
 #[derive(Debug)]
 struct PendingWrite {
+    /// R2T sent (else waiting in `r2t_waiting` for the byte budget).
+    granted: bool,
     cid: u16,
     sqe: Sqe,
     buf: BytesMut,
@@ -53,13 +79,25 @@ pub struct Queue {
     decoder: PduDecoder,
     enc: EncodeOptions,
     bound: Option<Bound>,
-    inflight: HashMap<u16, Inflight>,
-    r2t: HashMap<u16, PendingWrite>,
+    inflight: TagMap<Inflight>,
+    r2t: TagMap<PendingWrite>,
+    /// Bytes granted with R2T and not yet executed.
+    r2t_bytes: usize,
+    /// Admitted writes whose R2T waits for `r2t_bytes` to fall under the budget.
+    r2t_waiting: std::collections::VecDeque<u16>,
     next_ttag: u16,
     created: Instant,
     partial_since: Option<Instant>,
     counters: Arc<PortCounters>,
+    local: LocalCounters,
     faults: Arc<PortFaults>,
+    /// I/O queues: namespaces, ANA and keep-alive stamp, resolved.
+    view: IoView,
+    epoch: Arc<AtomicU64>,
+    /// Read data slices of the command being completed (reused).
+    scratch: Vec<Bytes>,
+    /// New commands are held in the receive buffer (see [`Queue::holding`]).
+    holding: bool,
 }
 
 impl Queue {
@@ -85,7 +123,6 @@ impl Queue {
             .max(limits.inline_data_size)
             .max(ADMIN_INLINE_DATA_SIZE);
         Self {
-            shared,
             signal,
             ctx: Ctx {
                 port,
@@ -97,13 +134,21 @@ impl Queue {
             decoder: PduDecoder::new(PduConfig::initial(Role::Controller, max_data)),
             enc: EncodeOptions::default(),
             bound: None,
-            inflight: HashMap::new(),
-            r2t: HashMap::new(),
+            inflight: TagMap::default(),
+            r2t: TagMap::default(),
+            r2t_bytes: 0,
+            r2t_waiting: Default::default(),
             next_ttag: 0,
             created: now,
             partial_since: None,
             counters,
+            local: LocalCounters::default(),
             faults,
+            view: IoView::default(),
+            epoch: shared.io_epoch.clone(),
+            shared,
+            scratch: Vec::new(),
+            holding: false,
         }
     }
 
@@ -120,33 +165,71 @@ impl Queue {
         self.ctx.port
     }
 
+    /// Whether new commands wait in the receive buffer because the peer
+    /// does not take its replies: the driver stops reading (TCP pushes back)
+    /// and calls [`Queue::on_bytes_into`] again once replies were sent.
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
     /// Feed received bytes; whole PDUs are taken from the front of `buf`.
     pub fn on_bytes(&mut self, buf: &mut BytesMut, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        self.on_bytes_into(buf, now, &mut out);
+        out
+    }
+
+    /// Whether the next command must wait: "unsent replies keep their
+    /// slot" (a completion the peer has not taken still counts against the
+    /// queue depth), and the bytes a connection holds for its peer (unsent
+    /// replies, write data asked for with R2T) are bounded per connection
+    /// and, while it holds any, across the target. Other PDUs (H2CData of
+    /// admitted writes, TermReq) are always taken.
+    fn must_hold(&self, buf: &[u8], out: &dyn Sink) -> bool {
+        if buf.first() != Some(&nvmp_wire::pdu::PduType::CAPSULE_CMD.0) {
+            return false;
+        }
+        let depth = self.bound.as_ref().map_or(1, |b| b.sqsize as usize + 1);
+        let held = out.unsent_bytes();
+        self.inflight.len() + out.unsent_completions() >= depth
+            || held >= self.shared.conn_buffer_bytes.load(Ordering::Relaxed)
+            || (held > 0
+                && self.shared.buffered_bytes.load(Ordering::Relaxed)
+                    >= self.shared.target_buffer_bytes.load(Ordering::Relaxed))
+    }
+
+    /// [`Queue::on_bytes`] into a sink.
+    pub fn on_bytes_into(&mut self, buf: &mut BytesMut, now: Instant, out: &mut dyn Sink) {
         let mut progressed = false;
+        self.holding = false;
         while self.phase != Phase::Closed {
+            if self.must_hold(buf, out) {
+                self.holding = true;
+                break;
+            }
             match self.decoder.decode(buf) {
                 Ok(Some(pdu)) => {
                     progressed = true;
-                    self.on_pdu(pdu, now, &mut out)
+                    self.on_pdu(pdu, now, out)
                 }
                 Ok(None) => break,
-                Err(e) => self.on_pdu_error(e, &mut out),
+                Err(e) => self.on_pdu_error(e, out),
             }
         }
         // The stall timer measures how long one PDU takes to arrive: it
-        // restarts whenever a whole PDU was taken.
-        self.partial_since = if buf.is_empty() || self.phase == Phase::Closed {
+        // restarts whenever a whole PDU was taken (and does not run while
+        // commands wait for the peer to take its replies).
+        self.partial_since = if buf.is_empty() || self.phase == Phase::Closed || self.holding {
             None
         } else if progressed {
             Some(now)
         } else {
             self.partial_since.or(Some(now))
         };
-        out
+        self.local.flush(&self.counters);
     }
 
-    fn on_pdu_error(&mut self, e: PduError, out: &mut Vec<Output>) {
+    fn on_pdu_error(&mut self, e: PduError, out: &mut dyn Sink) {
         // A data digest error is not fatal: the command fails with a
         // Transient Transport Error (the PDU was consumed whole).
         if e.error.field == "PDU.DDGST" {
@@ -158,7 +241,7 @@ impl Queue {
                 Some(0x06) if e.header.len() >= 10 => {
                     let cccid = u16::from_le_bytes([e.header[8], e.header[9]]);
                     let ttag = u16::from_le_bytes([e.header[10], e.header[11]]);
-                    self.r2t.remove(&ttag);
+                    self.r2t_done(ttag, out);
                     cccid
                 }
                 _ => return self.fatal(e.fes, e.fei, e.header, out),
@@ -176,24 +259,24 @@ impl Queue {
     }
 
     /// Send a C2HTermReq and close: "the receiver shall … send a TermReq … and close".
-    fn fatal(&mut self, fes: Fes, fei: u32, header: Bytes, out: &mut Vec<Output>) {
+    fn fatal(&mut self, fes: Fes, fei: u32, header: Bytes, out: &mut dyn Sink) {
         if self.phase == Phase::Closed {
             return;
         }
         let data = header.slice(..header.len().min(128));
-        out.push(Output::Send(Pdu::C2HTermReq(TermReq { fes, fei, data })));
-        out.push(Output::Close);
+        out.send(Pdu::C2HTermReq(TermReq { fes, fei, data }), self.enc);
+        out.close();
         self.phase = Phase::Closed;
     }
 
-    fn close(&mut self, out: &mut Vec<Output>) {
+    fn close(&mut self, out: &mut dyn Sink) {
         if self.phase != Phase::Closed {
-            out.push(Output::Close);
+            out.close();
             self.phase = Phase::Closed;
         }
     }
 
-    fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut Vec<Output>) {
+    fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut dyn Sink) {
         if self.faults.black_hole.load(Ordering::Relaxed) && self.phase == Phase::Ready {
             return; // fault injection: swallow everything, answer nothing
         }
@@ -211,12 +294,13 @@ impl Queue {
                     pda: ic.hpda,
                 };
                 self.phase = Phase::Ready;
-                out.push(Output::Send(Pdu::IcResp(IcResp {
+                let resp = Pdu::IcResp(IcResp {
                     pfv: 0,
                     cpda: 0,
                     digests,
                     maxh2cdata: self.ctx.limits.maxh2cdata,
-                })));
+                });
+                out.send(resp, self.enc);
             }
             (Phase::AwaitIcReq, _) | (Phase::Ready, Pdu::IcReq(_)) => {
                 // "PDU Sequence Error": an IC PDU out of place, or anything before ICReq.
@@ -237,7 +321,7 @@ impl Queue {
         }
     }
 
-    fn on_capsule(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut Vec<Output>) {
+    fn on_capsule(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut dyn Sink) {
         let cid = sqe.cid;
         if self.inflight.contains_key(&cid) {
             return self.send_cqe(cid, Completion::err_dnr(StatusCode::CID_CONFLICT), out);
@@ -299,26 +383,60 @@ impl Queue {
             if sgl.sgl_id() != SglId::TRANSPORT_DATA_BLOCK {
                 return self.complete(cid, Completion::err_dnr(StatusCode::SGL_TYPE_INVALID), out);
             }
-            // Ask for the data with one R2T.
+            // Ask for the data with one R2T, once the budget allows.
             let ttag = self.alloc_ttag();
             self.r2t.insert(
                 ttag,
                 PendingWrite {
+                    granted: false,
                     cid,
                     sqe,
-                    buf: BytesMut::with_capacity(sgl.length as usize),
+                    buf: BytesMut::new(),
                     total: sgl.length,
                 },
             );
-            out.push(Output::Send(Pdu::R2t(R2t {
-                cccid: cid,
-                ttag,
-                offset: 0,
-                length: sgl.length,
-            })));
-            return;
+            self.r2t_waiting.push_back(ttag);
+            return self.grant_r2ts(out);
         }
         self.execute(sqe, Bytes::new(), now, out);
+    }
+
+    /// Send R2Ts in command order while the write data asked for stays
+    /// within the budget (one transfer is always allowed), so a host cannot
+    /// make the target hold queue depth x MDTS bytes of write data at once.
+    fn grant_r2ts(&mut self, out: &mut dyn Sink) {
+        let budget = 2 * self.shared.conn_buffer_bytes.load(Ordering::Relaxed);
+        while let Some(&ttag) = self.r2t_waiting.front() {
+            let Some(pw) = self.r2t.get_mut(&ttag) else {
+                self.r2t_waiting.pop_front();
+                continue;
+            };
+            let total = pw.total as usize;
+            if self.r2t_bytes > 0 && self.r2t_bytes + total > budget {
+                break;
+            }
+            self.r2t_waiting.pop_front();
+            pw.granted = true;
+            pw.buf.reserve(total);
+            self.r2t_bytes += total;
+            let r2t = Pdu::R2t(R2t {
+                cccid: pw.cid,
+                ttag,
+                offset: 0,
+                length: pw.total,
+            });
+            out.send(r2t, self.enc);
+        }
+    }
+
+    /// A write's data transfer ended (whole, or failed): forget it.
+    fn r2t_done(&mut self, ttag: u16, out: &mut dyn Sink) -> Option<PendingWrite> {
+        let pw = self.r2t.remove(&ttag)?;
+        if pw.granted {
+            self.r2t_bytes -= pw.total as usize;
+            self.grant_r2ts(out);
+        }
+        Some(pw)
     }
 
     fn alloc_ttag(&mut self) -> u16 {
@@ -331,7 +449,7 @@ impl Queue {
         }
     }
 
-    fn on_h2c_data(&mut self, d: DataPdu, now: Instant, out: &mut Vec<Output>) {
+    fn on_h2c_data(&mut self, d: DataPdu, now: Instant, out: &mut dyn Sink) {
         let h = d.header;
         let hdr = || {
             let mut b = vec![0x06, 0, 24, 0, 0, 0, 0, 0];
@@ -341,8 +459,8 @@ impl Queue {
             b.extend_from_slice(&h.length.to_le_bytes());
             Bytes::from(b)
         };
-        let Some(pw) = self.r2t.get_mut(&h.ttag) else {
-            // Unknown transfer tag: invalid header field (TTAG at byte 10).
+        let Some(pw) = self.r2t.get_mut(&h.ttag).filter(|pw| pw.granted) else {
+            // Unknown transfer tag (or no R2T sent for it yet): invalid header field (TTAG at byte 10).
             return self.fatal(Fes::INVALID_HEADER_FIELD, 10, hdr(), out);
         };
         if pw.cid != h.cccid {
@@ -358,45 +476,35 @@ impl Queue {
         }
         pw.buf.extend_from_slice(&d.data);
         if pw.buf.len() as u32 == pw.total {
-            if let Some(pw) = self.r2t.remove(&h.ttag) {
+            if let Some(pw) = self.r2t_done(h.ttag, out) {
                 self.execute(pw.sqe, pw.buf.freeze(), now, out);
             }
         }
     }
 
-    fn execute(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut Vec<Output>) {
+    fn execute(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut dyn Sink) {
         let cid = sqe.cid;
         let exec = if sqe.is_fabrics() {
             self.fabrics(&sqe, &data, now, out)
         } else {
-            match self.bound.clone() {
+            match &self.bound {
                 None => Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR)),
+                Some(b) if b.qid > 0 => return self.execute_io(sqe, data, now, out),
                 Some(b) => {
                     let mut st = self.shared.lock();
                     if let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) {
                         // "any command counts as traffic" for keep-alive.
-                        c.last_traffic = now;
+                        c.traffic.touch(now);
                     } else {
                         drop(st);
                         return self.close(out);
                     }
-                    if b.qid == 0 {
-                        admin::execute(&mut st, &self.ctx, &b, &sqe, &data, now)
-                    } else {
-                        drop(st);
-                        if let Some(status) = self.faults.take_failure() {
-                            Exec::Done(Completion::status(status))
-                        } else {
-                            let st = self.shared.lock();
-                            io::execute(&st, &self.ctx, &b, &sqe, data)
-                        }
-                    }
+                    admin::execute(&mut st, &self.ctx, b, &sqe, &data, now)
                 }
             }
         };
         match exec {
             Exec::Done(c) => self.complete(cid, c, out),
-            Exec::Io { backend, op } => out.push(Output::Io { cid, backend, op }),
             Exec::Deferred => {
                 // AERs are pending in the controller; an event may already be queued.
                 self.poll_aens(out);
@@ -404,7 +512,67 @@ impl Queue {
         }
     }
 
-    fn fabrics(&mut self, sqe: &Sqe, data: &Bytes, now: Instant, out: &mut Vec<Output>) -> Exec {
+    /// An NVM command on an I/O queue: no lock (the view is resolved again
+    /// only when the control plane changed something), no allocation; RAM
+    /// commands run here, file commands go to the driver's pool.
+    fn execute_io(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut dyn Sink) {
+        let cid = sqe.cid;
+        let Some(b) = &self.bound else { return };
+        // Taken out for the duration, so that completing can borrow `self`.
+        let mut view = std::mem::take(&mut self.view);
+        let port = self.ctx.port;
+        match view.lookup(&self.shared, &self.epoch, port, b, sqe.nsid, now) {
+            Lookup::Gone => self.close(out),
+            Lookup::Ns(ns) => {
+                let res = match (self.faults.take_failure(), ns) {
+                    (Some(status), _) => Err(Completion::status(status)),
+                    (None, None) => Err(Completion::err_dnr(StatusCode::INVALID_NAMESPACE)),
+                    (None, Some(n)) => match n.ana {
+                        Some(s) => Err(Completion::status(s)),
+                        None => io::prepare(&n.ns, &sqe, data).map(|op| (&n.ns.backend, op)),
+                    },
+                };
+                match res {
+                    Err(c) => self.complete(cid, c, out),
+                    Ok((backend, op)) => self.run(cid, backend, op, out),
+                }
+            }
+        }
+        self.view = view;
+    }
+
+    /// Run a backend operation: RAM in line (reads without copying), files
+    /// through the driver.
+    fn run(&mut self, cid: u16, backend: &Arc<Backend>, op: IoOp, out: &mut dyn Sink) {
+        match (&**backend, &op) {
+            (Backend::Ram(ram), IoOp::Read { offset, len }) => {
+                let mut parts = std::mem::take(&mut self.scratch);
+                match ram.read_into(*offset, *len as u64, &mut parts) {
+                    Ok(()) => self.complete_read(cid, &parts, out),
+                    Err(e) => self.on_io_done_into(cid, Err(e), out),
+                }
+                parts.clear();
+                self.scratch = parts;
+            }
+            (Backend::Ram(_), _) => {
+                let res = backend.execute(&op);
+                self.on_io_done_into(cid, res, out);
+            }
+            _ => out.io(cid, backend.clone(), op),
+        }
+    }
+
+    /// A read's data is ready in `parts`: C2HData, then CapsuleResp.
+    fn complete_read(&mut self, cid: u16, parts: &[Bytes], out: &mut dyn Sink) {
+        let Some(inf) = self.inflight.remove(&cid) else {
+            return;
+        };
+        inf.kind.count(&mut self.local, inf.xfer_len);
+        out.c2h_data(cid, parts, self.enc);
+        self.send_cqe(cid, Completion::ok(), out);
+    }
+
+    fn fabrics(&mut self, sqe: &Sqe, data: &Bytes, now: Instant, out: &mut dyn Sink) -> Exec {
         use nvmp_wire::FabricsType as F;
         match sqe.fctype() {
             F::CONNECT => {
@@ -414,6 +582,9 @@ impl Queue {
                 let mut st = self.shared.lock();
                 match connect::connect(&mut st, &self.ctx, sqe, data, now) {
                     Ok((bound, c)) => {
+                        if bound.qid > 0 {
+                            self.view.resolve(&st, self.ctx.port, &bound);
+                        }
                         self.bound = Some(bound);
                         Exec::Done(c)
                     }
@@ -424,7 +595,7 @@ impl Queue {
                 Some(b) if b.qid == 0 => {
                     let mut st = self.shared.lock();
                     if let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) {
-                        c.last_traffic = now;
+                        c.traffic.touch(now);
                     }
                     Exec::Done(connect::property(&mut st, b, sqe))
                 }
@@ -442,12 +613,12 @@ impl Queue {
     }
 
     /// Complete a command: C2HData (if any) then CapsuleResp.
-    fn complete(&mut self, cid: u16, c: Completion, out: &mut Vec<Output>) {
+    fn complete(&mut self, cid: u16, c: Completion, out: &mut dyn Sink) {
         let Some(inf) = self.inflight.remove(&cid) else {
             return;
         };
         if !c.status.is_success() {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            self.local.errors += 1;
         }
         if let (true, Some(data)) = (c.status.is_success(), c.data.clone()) {
             let want = inf.read_len as usize;
@@ -459,42 +630,40 @@ impl Queue {
                     v.resize(want, 0);
                     v.freeze()
                 };
-                out.push(Output::Send(Pdu::C2HData(DataPdu {
-                    header: DataHeader {
-                        cccid: cid,
-                        ttag: 0,
-                        offset: 0,
-                        length: want as u32,
-                    },
-                    last: true,
-                    success: false,
-                    data,
-                })));
+                out.send(c2h(cid, data), self.enc);
             }
         }
         self.send_cqe(cid, c, out);
     }
 
-    fn send_cqe(&mut self, cid: u16, c: Completion, out: &mut Vec<Output>) {
+    fn send_cqe(&mut self, cid: u16, c: Completion, out: &mut dyn Sink) {
         let mut cqe = Cqe::new(cid, c.status);
         cqe.dw0 = c.dw0;
         cqe.dw1 = c.dw1;
         cqe.sqid = self.bound.as_ref().map_or(0, |b| b.qid);
-        out.push(Output::Send(Pdu::CapsuleResp(cqe)));
+        out.send(Pdu::CapsuleResp(cqe), self.enc);
     }
 
     /// A backend operation finished.
     pub fn on_io_done(&mut self, cid: u16, result: IoResult) -> Vec<Output> {
         let mut out = Vec::new();
+        self.on_io_done_into(cid, result, &mut out);
+        self.local.flush(&self.counters);
+        out
+    }
+
+    /// [`Queue::on_io_done`] into a sink (counters are flushed by the next
+    /// [`Queue::on_bytes_into`] or [`Queue::flush_counters`]).
+    pub fn on_io_done_into(&mut self, cid: u16, result: IoResult, out: &mut dyn Sink) {
         if self.phase == Phase::Closed {
-            return out;
+            return;
         }
         let Some(inf) = self.inflight.get(&cid).copied() else {
-            return out;
+            return;
         };
         let c = match result {
             Ok(data) => {
-                inf.kind.count(&self.counters, inf.xfer_len);
+                inf.kind.count(&mut self.local, inf.xfer_len);
                 if inf.read_len > 0 {
                     Completion::data(data)
                 } else {
@@ -510,11 +679,15 @@ impl Queue {
                 })
             }
         };
-        self.complete(cid, c, &mut out);
-        out
+        self.complete(cid, c, out);
     }
 
-    fn poll_aens(&mut self, out: &mut Vec<Output>) {
+    /// Add this queue's counts to its port's counters.
+    pub fn flush_counters(&mut self) {
+        self.local.flush(&self.counters);
+    }
+
+    fn poll_aens(&mut self, out: &mut dyn Sink) {
         let Some(b) = self.bound.clone() else { return };
         if b.qid != 0 {
             return;
@@ -526,14 +699,19 @@ impl Queue {
     }
 
     /// The driver was woken (AEN pending, or the connection must close).
-    pub fn poll(&mut self, _now: Instant) -> Vec<Output> {
+    pub fn poll(&mut self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.signal.is_closed() {
-            self.close(&mut out);
-            return out;
-        }
-        self.poll_aens(&mut out);
+        self.poll_into(now, &mut out);
+        self.local.flush(&self.counters);
         out
+    }
+
+    /// [`Queue::poll`] into a sink.
+    pub fn poll_into(&mut self, _now: Instant, out: &mut dyn Sink) {
+        if self.signal.is_closed() {
+            return self.close(out);
+        }
+        self.poll_aens(out);
     }
 
     /// The next time [`Queue::on_timer`] must run.
@@ -561,9 +739,14 @@ impl Queue {
     /// Timers: stalled PDU, connect timeout, keep-alive.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        self.on_timer_into(now, &mut out);
+        out
+    }
+
+    /// [`Queue::on_timer`] into a sink.
+    pub fn on_timer_into(&mut self, now: Instant, out: &mut dyn Sink) {
         if self.signal.is_closed() {
-            self.close(&mut out);
-            return out;
+            return self.close(out);
         }
         if let Some(p) = self.partial_since {
             if now >= p + self.ctx.limits.pdu_stall_timeout {
@@ -571,14 +754,13 @@ impl Queue {
                     port = self.ctx.port,
                     "peer stalled in the middle of a PDU, closing"
                 );
-                self.close(&mut out);
-                return out;
+                return self.close(out);
             }
         }
         match self.bound.clone() {
             None if now >= self.created + self.ctx.limits.connect_timeout => {
                 tracing::warn!(port = self.ctx.port, "no ICReq/Connect in time, closing");
-                self.close(&mut out);
+                self.close(out);
             }
             Some(b) if b.qid == 0 => {
                 let mut st = self.shared.lock();
@@ -586,11 +768,10 @@ impl Queue {
                     && st.ctrl_mut(&b.subnqn, b.cntlid).is_none()
                 {
                     drop(st);
-                    self.close(&mut out);
+                    self.close(out);
                 }
             }
             _ => {}
         }
-        out
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -22,6 +22,36 @@ pub type ConnId = u64;
 pub const MAX_PENDING_EVENTS: usize = 16;
 /// Default bound on connections across all ports.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The time of a controller's last traffic, shared by its admin and I/O
+/// queues without a lock ("any command counts as traffic" for keep-alive).
+/// Milliseconds since `base`; written only when the millisecond changes so
+/// that queues on different cores do not bounce the cache line per command.
+#[derive(Debug)]
+pub struct TrafficStamp {
+    base: Instant,
+    ms: AtomicU64,
+}
+
+impl TrafficStamp {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            base: now,
+            ms: AtomicU64::new(0),
+        }
+    }
+    /// Record traffic at `now` (never moves backwards).
+    pub fn touch(&self, now: Instant) {
+        let v = now.saturating_duration_since(self.base).as_millis() as u64;
+        if self.ms.load(Ordering::Relaxed) < v {
+            self.ms.fetch_max(v, Ordering::Relaxed);
+        }
+    }
+    /// The last traffic (to the millisecond, rounded down).
+    pub fn get(&self) -> Instant {
+        self.base + std::time::Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
 
 /// Wakes a connection's driver: pending AENs, or close.
 #[derive(Debug, Default)]
@@ -169,7 +199,7 @@ pub struct Ctrl {
     pub admin_sqsize: u16,
     pub admin_conn: ConnId,
     pub io_queues: BTreeMap<u16, ConnId>,
-    pub last_traffic: Instant,
+    pub traffic: Arc<TrafficStamp>,
     pub aer_cids: VecDeque<u16>,
     pub events: VecDeque<u32>,
     pub changed_ns: BTreeSet<u32>,
@@ -246,20 +276,44 @@ pub struct State {
     pub conns: HashMap<ConnId, ConnInfo>,
     pub next_conn: ConnId,
     pub max_connections: usize,
+    /// Bumped (under the lock) whenever something an I/O queue resolved at
+    /// Connect may have changed: namespaces, ANA states, links, controllers.
+    /// I/O queues compare it per command and re-resolve when it moved.
+    pub io_epoch: Arc<AtomicU64>,
 }
+
+/// Default bound on reply bytes (headers and data) queued but not yet
+/// taken by the peer, per connection: past it a queue stops taking new
+/// commands off the socket, so TCP pushes back on a host that does not read.
+pub const DEFAULT_CONN_BUFFER_BYTES: usize = 2 << 20;
+/// Default bound on such bytes across the whole target.
+pub const DEFAULT_TARGET_BUFFER_BYTES: usize = 256 << 20;
 
 /// Shared target state: the registry plus a "ports changed" signal for listeners.
 #[derive(Debug)]
 pub struct Shared {
     state: Mutex<State>,
     pub ports_changed: tokio::sync::watch::Sender<u64>,
+    /// Same as [`State::io_epoch`], readable without the lock.
+    pub io_epoch: Arc<AtomicU64>,
+    /// Reply bytes queued on all connections and not yet sent.
+    pub buffered_bytes: AtomicUsize,
+    /// The most [`Shared::buffered_bytes`] one connection has held (for tests and status).
+    pub max_conn_buffered_bytes: AtomicUsize,
+    pub conn_buffer_bytes: AtomicUsize,
+    pub target_buffer_bytes: AtomicUsize,
 }
 
 impl Shared {
     pub fn new(state: State) -> Arc<Self> {
         Arc::new(Self {
+            io_epoch: state.io_epoch.clone(),
             state: Mutex::new(state),
             ports_changed: tokio::sync::watch::channel(0).0,
+            buffered_bytes: AtomicUsize::new(0),
+            max_conn_buffered_bytes: AtomicUsize::new(0),
+            conn_buffer_bytes: AtomicUsize::new(DEFAULT_CONN_BUFFER_BYTES),
+            target_buffer_bytes: AtomicUsize::new(DEFAULT_TARGET_BUFFER_BYTES),
         })
     }
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -397,6 +451,7 @@ impl State {
             conns: HashMap::new(),
             next_conn: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            io_epoch: Arc::new(AtomicU64::new(1)),
         })
     }
 
@@ -453,6 +508,7 @@ impl State {
             return;
         };
         c.set_state(CtrlState::Dead);
+        self.bump_io_epoch();
         tracing::info!(subnqn = nqn, cntlid, hostnqn = %c.hostnqn, port = c.port, reason = why, "controller torn down");
         for conn in std::iter::once(c.admin_conn).chain(c.io_queues.values().copied()) {
             if let Some(ci) = self.conns.get(&conn) {
@@ -479,6 +535,12 @@ impl State {
         }
     }
 
+    /// Tell I/O queues to re-resolve their view (call with the lock held,
+    /// after the change).
+    pub fn bump_io_epoch(&self) {
+        self.io_epoch.fetch_add(1, Ordering::Release);
+    }
+
     pub fn ctrl_mut(&mut self, nqn: &str, cntlid: u16) -> Option<&mut Ctrl> {
         self.subsystems.get_mut(nqn)?.ctrls.get_mut(&cntlid)
     }
@@ -501,6 +563,7 @@ impl State {
                 change_count: cc,
             },
         );
+        self.bump_io_epoch();
         tracing::info!(port, grpid, state = state.name(), "ANA state changed");
         let ev = AsyncEvent {
             event_type: AsyncEventType::NOTICE,
@@ -531,6 +594,7 @@ impl State {
     /// Ports or links changed: bump the discovery generation and notify discovery controllers.
     pub fn discovery_changed(&mut self) {
         self.genctr += 1;
+        self.bump_io_epoch();
         let ev = AsyncEvent {
             event_type: AsyncEventType::NOTICE,
             info: nvmp_wire::admin::NOTICE_DISCOVERY_LOG_CHANGE,
@@ -546,6 +610,7 @@ impl State {
             info: nvmp_wire::admin::NOTICE_NS_ATTR_CHANGED,
             log_page: LogPageId::CHANGED_NS,
         };
+        self.bump_io_epoch();
         let mut wake = Vec::new();
         if let Some(s) = self.subsystems.get_mut(nqn) {
             for c in s.ctrls.values_mut() {
@@ -583,7 +648,7 @@ impl State {
         if c.kato_ms == 0 {
             return None;
         }
-        let deadline = c.last_traffic + std::time::Duration::from_millis(c.kato_ms as u64);
+        let deadline = c.traffic.get() + std::time::Duration::from_millis(c.kato_ms as u64);
         if now >= deadline {
             tracing::warn!(subnqn = nqn, cntlid, hostnqn = %c.hostnqn, kato_ms = c.kato_ms, "keep-alive timeout");
             self.teardown_ctrl(nqn, cntlid, "keep-alive timeout");

@@ -102,10 +102,6 @@ impl Completion {
 #[derive(Debug)]
 pub enum Exec {
     Done(Completion),
-    Io {
-        backend: Arc<Backend>,
-        op: IoOp,
-    },
     /// Completed later (an AER).
     Deferred,
 }
@@ -113,7 +109,8 @@ pub enum Exec {
 /// The queue's binding to a controller after a successful Connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bound {
-    pub subnqn: String,
+    /// Shared, so that cloning a binding never allocates.
+    pub subnqn: Arc<str>,
     pub cntlid: u16,
     pub qid: u16,
     pub discovery: bool,

@@ -1,0 +1,208 @@
+//! RAM namespaces whose reads copy nothing.
+//!
+//! Design: the data is kept in 64 KiB chunks, each an immutable [`Bytes`]
+//! behind its own (uncontended) mutex. A read clones the chunks it covers
+//! (a reference count each, no copy), and the reply is written to the
+//! socket straight from them. A write never changes bytes a reply may
+//! still hold: it updates a chunk in place only when nobody else holds it
+//! (`Bytes::try_into_mut`), and otherwise builds a new chunk (old contents
+//! plus the written bytes) and swaps it in, all under the chunk's mutex.
+//! So:
+//! - a read sees each chunk wholly before or wholly after any write; every
+//!   logical block lies inside one chunk (block sizes are 512 or 4096), so
+//!   no block is ever seen torn;
+//! - an acknowledged write is visible to every later read (the swap happens
+//!   before the completion is queued);
+//! - a reply still queued for a slow peer keeps the old chunk alive by
+//!   itself, without blocking writers;
+//! - never-written (or deallocated) chunks are empty and read as a shared
+//!   static chunk of zeroes, so a 1 GiB namespace costs memory only for
+//!   what was written.
+//!
+//! The price: one small mutex per 64 KiB (40 bytes; small chunks would make
+//! the table big enough that looking a chunk up misses the caches on every
+//! random read), a 64 KiB copy for a write that races a reply holding the
+//! same chunk (rare: replies leave quickly), and 64 KiB of memory for the
+//! first write into a chunk.
+
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+
+/// Chunk size: a multiple of every supported block size.
+pub const CHUNK: usize = 64 * 1024;
+
+static ZEROES: [u8; CHUNK] = [0; CHUNK];
+
+/// The storage of a RAM namespace.
+#[derive(Debug)]
+pub struct RamStore {
+    size: u64,
+    /// Empty = zeroes; otherwise exactly the chunk's length.
+    chunks: Box<[Mutex<Bytes>]>,
+}
+
+fn lock(m: &Mutex<Bytes>) -> MutexGuard<'_, Bytes> {
+    // A panic cannot leave a chunk half-written (swaps are whole), so a
+    // poisoned lock still guards consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RamStore {
+    pub fn new(size: u64) -> std::io::Result<Self> {
+        let n = usize::try_from(size.div_ceil(CHUNK as u64))
+            .map_err(|_| std::io::Error::other("size too large"))?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n)
+            .map_err(|_| std::io::Error::other("cannot allocate the chunk table"))?;
+        v.resize_with(n, || Mutex::new(Bytes::new()));
+        Ok(Self {
+            size,
+            chunks: v.into_boxed_slice(),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn chunk_len(&self, i: usize) -> usize {
+        (self.size - (i * CHUNK) as u64).min(CHUNK as u64) as usize
+    }
+
+    fn check(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(std::io::Error::other(
+                "range beyond the end of the namespace",
+            )),
+        }
+    }
+
+    /// Split `offset..offset+len` into (chunk index, range inside the chunk).
+    fn pieces(offset: u64, len: u64) -> impl Iterator<Item = (usize, Range<usize>)> {
+        let end = offset + len;
+        let mut pos = offset;
+        std::iter::from_fn(move || {
+            if pos >= end {
+                return None;
+            }
+            let i = (pos / CHUNK as u64) as usize;
+            let start = (pos % CHUNK as u64) as usize;
+            let n = (end - pos).min((CHUNK - start) as u64) as usize;
+            pos += n as u64;
+            Some((i, start..start + n))
+        })
+    }
+
+    /// Read `len` bytes at `offset` as slices of the chunks (no copy),
+    /// appended to `out` in order.
+    pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<Bytes>) -> std::io::Result<()> {
+        self.check(offset, len)?;
+        for (i, r) in Self::pieces(offset, len) {
+            let c = lock(&self.chunks[i]).clone();
+            out.push(if c.is_empty() {
+                Bytes::from_static(&ZEROES[r])
+            } else {
+                c.slice(r)
+            });
+        }
+        Ok(())
+    }
+
+    /// Read into one contiguous buffer (copies; for callers that need one slice).
+    pub fn read(&self, offset: u64, len: u64) -> std::io::Result<Bytes> {
+        let mut parts = Vec::new();
+        self.read_into(offset, len, &mut parts)?;
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        let mut b = BytesMut::with_capacity(len as usize);
+        for p in parts {
+            b.extend_from_slice(&p);
+        }
+        Ok(b.freeze())
+    }
+
+    /// Write `data` at `offset` (`None` writes zeroes of length `len`).
+    pub fn write(&self, offset: u64, data: Option<&[u8]>, len: u64) -> std::io::Result<()> {
+        self.check(offset, len)?;
+        let mut done = 0usize;
+        for (i, r) in Self::pieces(offset, len) {
+            let src = data.map(|d| &d[done..done + r.len()]);
+            done += r.len();
+            let clen = self.chunk_len(i);
+            let mut g = lock(&self.chunks[i]);
+            if src.is_none() && (r.len() == clen || g.is_empty()) {
+                *g = Bytes::new(); // zeroes: drop the chunk
+                continue;
+            }
+            let old = std::mem::take(&mut *g);
+            let mut m = if old.is_empty() {
+                let mut m = BytesMut::with_capacity(clen);
+                m.resize(clen, 0);
+                m
+            } else {
+                // In place when no reply holds the chunk, else a copy.
+                old.try_into_mut()
+                    .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+            };
+            match src {
+                Some(s) => m[r].copy_from_slice(s),
+                None => m[r].fill(0),
+            }
+            *g = m.freeze();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(s: &RamStore, off: u64, len: u64) -> Vec<u8> {
+        s.read(off, len).unwrap().to_vec()
+    }
+
+    #[test]
+    fn chunks_straddled_zeroes_and_held_replies() {
+        let c = CHUNK as u64;
+        let size = 3 * c + 512;
+        let s = RamStore::new(size).unwrap();
+        assert_eq!(read(&s, 100, 2 * c), vec![0u8; 2 * CHUNK]);
+        // 7s over [1000, 2c + 808): three chunks.
+        let end7 = 2 * c + 808;
+        s.write(1000, Some(&vec![7u8; (end7 - 1000) as usize]), end7 - 1000)
+            .unwrap();
+        let mut held = Vec::new();
+        s.read_into(0, size, &mut held).unwrap();
+        assert_eq!(held.len(), 4);
+        // A write over a chunk a reply still holds leaves the reply intact.
+        s.write(c, Some(&vec![9u8; CHUNK]), c).unwrap();
+        assert!(held[1].iter().all(|b| *b == 7));
+        let now = read(&s, 0, size);
+        let (c, e) = (c as usize, end7 as usize);
+        assert!(now[..1000].iter().all(|b| *b == 0));
+        assert!(now[1000..c].iter().all(|b| *b == 7));
+        assert!(now[c..2 * c].iter().all(|b| *b == 9));
+        assert!(now[2 * c..e].iter().all(|b| *b == 7));
+        assert!(now[e..].iter().all(|b| *b == 0));
+        // A write when nobody holds the chunk (in place), zeroing part of a
+        // chunk and a whole chunk, the short last chunk.
+        drop(held);
+        s.write(c as u64 + 5, Some(&[3u8; 5]), 5).unwrap();
+        s.write(c as u64 + 10, None, 20).unwrap();
+        s.write(2 * c as u64, None, c as u64).unwrap();
+        s.write(3 * c as u64, Some(&[1u8; 512]), 512).unwrap();
+        let now = read(&s, 0, size);
+        assert_eq!(&now[c + 4..c + 11], &[9, 3, 3, 3, 3, 3, 0]);
+        assert!(now[c + 10..c + 30].iter().all(|b| *b == 0));
+        assert_eq!(now[c + 30], 9);
+        assert!(now[2 * c..3 * c].iter().all(|b| *b == 0));
+        assert!(now[3 * c..].iter().all(|b| *b == 1));
+        assert!(s.read(3 * c as u64, 513).is_err());
+        assert!(s.write(u64::MAX, None, 2).is_err());
+    }
+}

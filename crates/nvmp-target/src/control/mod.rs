@@ -279,6 +279,28 @@ impl TargetHandle {
         Ok(())
     }
 
+    /// Reply bytes queued for peers and not yet sent: (now across the
+    /// target, the most one connection has held). Bounded per connection by
+    /// [`set_buffer_limits`](TargetHandle::set_buffer_limits) plus one reply.
+    pub fn buffered_bytes(&self) -> (usize, usize) {
+        (
+            self.shared.buffered_bytes.load(Ordering::Relaxed),
+            self.shared.max_conn_buffered_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Byte budgets for unsent replies: per connection and across the
+    /// target (defaults 2 MiB and 256 MiB). A connection over either stops
+    /// taking new commands until its peer reads.
+    pub fn set_buffer_limits(&self, per_conn: usize, per_target: usize) {
+        self.shared
+            .conn_buffer_bytes
+            .store(per_conn.max(1), Ordering::Relaxed);
+        self.shared
+            .target_buffer_bytes
+            .store(per_target.max(1), Ordering::Relaxed);
+    }
+
     /// A snapshot of ports, subsystems, controllers, namespaces, ANA states and counters.
     pub fn status(&self) -> TargetStatus {
         status::snapshot(&self.shared.lock())

@@ -83,6 +83,8 @@ pub struct Queue {
     r2t: TagMap<PendingWrite>,
     /// Bytes granted with R2T and not yet executed.
     r2t_bytes: usize,
+    /// Reply data of admitted reads not yet completed (reserved in the budget).
+    read_reserved: usize,
     /// Admitted writes whose R2T waits for `r2t_bytes` to fall under the budget.
     r2t_waiting: std::collections::VecDeque<u16>,
     next_ttag: u16,
@@ -138,6 +140,7 @@ impl Queue {
             r2t: TagMap::default(),
             r2t_bytes: 0,
             r2t_waiting: Default::default(),
+            read_reserved: 0,
             next_ttag: 0,
             created: now,
             partial_since: None,
@@ -182,15 +185,16 @@ impl Queue {
     /// Whether the next command must wait: "unsent replies keep their
     /// slot" (a completion the peer has not taken still counts against the
     /// queue depth), and the bytes a connection holds for its peer (unsent
-    /// replies, write data asked for with R2T) are bounded per connection
-    /// and, while it holds any, across the target. Other PDUs (H2CData of
+    /// replies, plus the data of admitted reads, reserved at admission) are
+    /// bounded per connection and, while it holds any, across the target.
+    /// (Write data asked for with R2T has its own bound, [`Queue::grant_r2ts`].) Other PDUs (H2CData of
     /// admitted writes, TermReq) are always taken.
     fn must_hold(&self, buf: &[u8], out: &dyn Sink) -> bool {
         if buf.first() != Some(&nvmp_wire::pdu::PduType::CAPSULE_CMD.0) {
             return false;
         }
         let depth = self.bound.as_ref().map_or(1, |b| b.sqsize as usize + 1);
-        let held = out.unsent_bytes();
+        let held = out.unsent_bytes() + self.read_reserved;
         self.inflight.len() + out.unsent_completions() >= depth
             || held >= self.shared.conn_buffer_bytes.load(Ordering::Relaxed)
             || (held > 0
@@ -345,6 +349,7 @@ impl Queue {
                 out,
             );
         }
+        self.read_reserved += read_len as usize;
         self.inflight.insert(
             cid,
             Inflight {
@@ -567,6 +572,7 @@ impl Queue {
         let Some(inf) = self.inflight.remove(&cid) else {
             return;
         };
+        self.read_reserved -= inf.read_len as usize;
         inf.kind.count(&mut self.local, inf.xfer_len);
         out.c2h_data(cid, parts, self.enc);
         self.send_cqe(cid, Completion::ok(), out);
@@ -617,6 +623,7 @@ impl Queue {
         let Some(inf) = self.inflight.remove(&cid) else {
             return;
         };
+        self.read_reserved -= inf.read_len as usize;
         if !c.status.is_success() {
             self.local.errors += 1;
         }

@@ -70,7 +70,13 @@ impl RequestDecoder {
             return Ok(None);
         }
         buf.advance(REQUEST_HEADER_LEN);
-        let payload = buf.split_to(payload_len).freeze();
+        // A write payload is a slice of the receive buffer (no copy); the
+        // other commands take no reference to it.
+        let payload = if payload_len == 0 {
+            Bytes::new()
+        } else {
+            buf.split_to(payload_len).freeze()
+        };
         Ok(Some(Request { header, payload }))
     }
 
@@ -297,7 +303,10 @@ pub enum ReplyBody {
     /// Success without data (everything but reads).
     Done,
     /// Read data starting at the request's offset.
-    Data { offset: u64, data: Payload },
+    Data {
+        offset: u64,
+        data: Payload,
+    },
     Error(IoError),
 }
 
@@ -370,16 +379,18 @@ impl Reply {
 pub fn encode_reply(structured: bool, cookie: u64, body: ReplyBody) -> Reply {
     match (structured, body) {
         (_, ReplyBody::Done) => Reply::new(&encode_simple_reply(cookie, 0), Payload::Empty),
-        (false, ReplyBody::Data { data, .. }) => {
-            Reply::new(&encode_simple_reply(cookie, 0), data)
-        }
+        (false, ReplyBody::Data { data, .. }) => Reply::new(&encode_simple_reply(cookie, 0), data),
         (false, ReplyBody::Error(e)) => Reply::new(
             &encode_simple_reply(cookie, e.kind.nbd_errno()),
             Payload::Empty,
         ),
-        (true, ReplyBody::Data { data, .. }) if data.is_empty() => {
-            Reply::structured(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, &[], Payload::Empty)
-        }
+        (true, ReplyBody::Data { data, .. }) if data.is_empty() => Reply::structured(
+            REPLY_FLAG_DONE,
+            REPLY_TYPE_NONE,
+            cookie,
+            &[],
+            Payload::Empty,
+        ),
         (true, ReplyBody::Data { offset, data }) => {
             // One content chunk, final: all data is in hand, so no error can
             // be detected while it is sent (and DF is honoured trivially).

@@ -149,12 +149,7 @@ impl<D: BlockDevice> Executor<D> {
 
     /// Read-modify-write of the blocks covering `offset..offset+len`; the
     /// caller holds the exclusive lock.
-    async fn rmw_locked(
-        &self,
-        offset: u64,
-        data: Bytes,
-        fua: bool,
-    ) -> Result<(), IoError> {
+    async fn rmw_locked(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         let end_data = offset + data.len() as u64;
         let (start, end) = (self.down(offset), self.up(end_data));
         let bs = self.bs as usize;
@@ -175,12 +170,7 @@ impl<D: BlockDevice> Executor<D> {
         self.write_aligned(start, Bytes::from(buf), fua).await
     }
 
-    async fn write_aligned(
-        &self,
-        offset: u64,
-        data: Bytes,
-        fua: bool,
-    ) -> Result<(), IoError> {
+    async fn write_aligned(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         let max = self.max_xfer();
         if data.len() as u64 <= max {
             return self.dev.write(offset, data, fua).await;
@@ -205,13 +195,7 @@ impl<D: BlockDevice> Executor<D> {
         self.flush_if(fua).await
     }
 
-    async fn zero(
-        &self,
-        offset: u64,
-        len: u64,
-        fua: bool,
-        may_trim: bool,
-    ) -> Result<(), IoError> {
+    async fn zero(&self, offset: u64, len: u64, fua: bool, may_trim: bool) -> Result<(), IoError> {
         if len == 0 {
             return Ok(());
         }
@@ -241,12 +225,7 @@ impl<D: BlockDevice> Executor<D> {
         self.flush_if(fua).await
     }
 
-    async fn zero_aligned(
-        &self,
-        start: u64,
-        end: u64,
-        may_trim: bool,
-    ) -> Result<(), IoError> {
+    async fn zero_aligned(&self, start: u64, end: u64, may_trim: bool) -> Result<(), IoError> {
         let ranges = split(start, end, self.max_discard());
         self.chunks(ranges, |dev, (o, l)| dev.write_zeroes(o, l, may_trim))
             .await?;

@@ -40,10 +40,10 @@ pub mod codec;
 mod conn;
 pub mod device;
 mod exec;
-mod slots;
 pub mod handshake;
 pub mod proto;
 pub mod server;
+mod slots;
 
 pub use device::{BlockDevice, IoError, IoErrorKind, MemDevice};
 pub use handshake::{ExportInfo, HandshakeLimits, Negotiated};

@@ -204,7 +204,11 @@ mod tests {
         let mut out = vec![];
         poll_fn(|cx| {
             set.poll_finished(cx, |m, r| {
-                out.push((m, matches!(r, Finished::Panicked), matches!(r, Finished::Done(5))))
+                out.push((
+                    m,
+                    matches!(r, Finished::Panicked),
+                    matches!(r, Finished::Done(5)),
+                ))
             });
             if set.len() == 0 {
                 Poll::Ready(())

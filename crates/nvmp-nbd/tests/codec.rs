@@ -294,10 +294,15 @@ fn reply_known_bytes() {
         },
     );
     assert_eq!(simple_read.to_vec().len(), 18);
-    let sr = encode_reply(true, cookie, ReplyBody::Data {
+    let sr = encode_reply(
+        true,
+        cookie,
+        ReplyBody::Data {
             offset: 512,
             data: data.into(),
-        }).to_vec();
+        },
+    )
+    .to_vec();
     assert_eq!(
         sr,
         [

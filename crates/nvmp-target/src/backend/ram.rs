@@ -140,9 +140,8 @@ impl RamStore {
             }
             let old = std::mem::take(&mut *g);
             let mut m = if old.is_empty() {
-                let mut m = BytesMut::with_capacity(clen);
-                m.resize(clen, 0);
-                m
+                // Zeroed by the allocator (fresh pages need no memset).
+                BytesMut::zeroed(clen)
             } else {
                 // In place when no reply holds the chunk, else a copy.
                 old.try_into_mut()

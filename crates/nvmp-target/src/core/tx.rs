@@ -92,6 +92,8 @@ pub struct TxBuf {
     /// Blocking operations to run.
     pub io: Vec<(u16, Arc<Backend>, IoOp)>,
     pub close: bool,
+    /// CapsuleResp PDUs queued so far.
+    pub completions: u64,
 }
 
 impl TxBuf {
@@ -188,6 +190,7 @@ impl Sink for TxBuf {
                 self.put_hdr(|h| pdu.encode(enc, h));
                 if is_cqe {
                     self.cqe_ends.push_back(self.queued);
+                    self.completions += 1;
                 }
             }
         }

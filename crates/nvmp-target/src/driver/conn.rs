@@ -30,8 +30,11 @@ use crate::core::tx::{Sink, TxBuf, MAX_IOV};
 
 /// Read at least this much per read call when the buffer has less room.
 const READ_ROOM: usize = 32 * 1024;
-/// Receive buffer growth step.
-const READ_CHUNK: usize = 128 * 1024;
+/// Receive buffer size. When it runs low, asking for `READ_BUF - len` more
+/// lets `BytesMut` move the unparsed tail to the front of the same
+/// allocation (once the parsed PDUs' slices were dropped) instead of
+/// allocating anew, which for large buffers means mmap, page faults, munmap.
+const READ_BUF: usize = 256 * 1024;
 
 /// Replies held back by the delay fault, in order.
 #[derive(Default)]
@@ -72,11 +75,16 @@ impl FileOps {
 }
 
 /// Write as much as the socket takes without waiting; returns bytes written.
-fn flush(wr: &tokio::net::tcp::WriteHalf<'_>, tx: &mut TxBuf) -> std::io::Result<usize> {
+fn flush(
+    wr: &tokio::net::tcp::WriteHalf<'_>,
+    tx: &mut TxBuf,
+    calls: &mut u64,
+) -> std::io::Result<usize> {
     let mut total = 0;
     while !tx.is_empty() {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = tx.iovecs(&mut iov);
+        *calls += 1;
         match wr.try_write_vectored(&iov[..n]) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(w) => {
@@ -121,6 +129,7 @@ pub async fn serve_conn(
     let mut delayed = Delayed::default();
     let mut buf = BytesMut::new();
     let mut accounted = 0usize;
+    let (mut read_calls, mut write_calls) = (0u64, 0u64);
     let (mut rd, wr) = stream.split();
     loop {
         // Everything the last event produced: file operations, the delay
@@ -151,7 +160,7 @@ pub async fn serve_conn(
         } else {
             &mut delayed.late
         };
-        let wrote = match flush(&wr, wire) {
+        let wrote = match flush(&wr, wire, &mut write_calls) {
             Ok(n) => n,
             Err(_) => break,
         };
@@ -183,16 +192,19 @@ pub async fn serve_conn(
         // Wait for the next event.
         let can_read = !q.holding();
         if can_read && buf.capacity() - buf.len() < READ_ROOM {
-            buf.reserve(READ_CHUNK);
+            buf.reserve(READ_BUF.saturating_sub(buf.len()).max(READ_ROOM));
         }
         let want_write = !tx.is_empty() || !delayed.late.is_empty();
         let deadline = q.next_deadline(now.into_std()).map(Instant::from_std);
         let release = delayed.batches.front().map(|(at, _)| *at);
         tokio::select! {
-            r = rd.read_buf(&mut buf), if can_read => match r {
-                Ok(0) | Err(_) => break,
-                Ok(_) => q.on_bytes_into(&mut buf, Instant::now().into_std(), &mut tx),
-            },
+            r = rd.read_buf(&mut buf), if can_read => {
+                read_calls += 1;
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => q.on_bytes_into(&mut buf, Instant::now().into_std(), &mut tx),
+                }
+            }
             r = wr.writable(), if want_write => {
                 if r.is_err() {
                     break;
@@ -226,7 +238,7 @@ pub async fn serve_conn(
         } else {
             &mut delayed.late
         };
-        if wire.is_empty() || flush(&wr, wire).is_err() {
+        if wire.is_empty() || flush(&wr, wire, &mut write_calls).is_err() {
             break;
         }
         if wire.is_empty() || tokio::time::timeout_at(end, wr.writable()).await.is_err() {
@@ -236,6 +248,13 @@ pub async fn serve_conn(
     shared
         .buffered_bytes
         .fetch_sub(accounted, Ordering::Relaxed);
+    tracing::debug!(
+        conn = id,
+        read_calls,
+        write_calls,
+        completions = tx.completions,
+        "connection I/O"
+    );
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
 }
 

@@ -39,13 +39,19 @@ pub fn connect(
     data: &Bytes,
     now: Instant,
 ) -> Result<(Bound, Completion), Completion> {
+    // The Connect data is exactly 1024 bytes; another length is refused as
+    // Linux does: "SGL Data Length Invalid".
+    if sqe.dptr.length != 1024 || data.len() != 1024 {
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, len = sqe.dptr.length, "Connect with data length other than 1024");
+        return Err(Completion::err_dnr(StatusCode::SGL_DATA_LENGTH_INVALID));
+    }
     let cmd = ConnectCmd::from_sqe(sqe).map_err(|_| invalid_param(false, 40))?;
     // "RECFMT … 0h" is the only record format.
     if cmd.recfmt != 0 {
         return Err(Completion::err_dnr(StatusCode::CONNECT_INCOMPATIBLE_FORMAT));
     }
     let cd = ConnectData::decode(data).map_err(|e| {
-        tracing::warn!(port = ctx.port, error = %e, "Connect with undecodable data");
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, error = %e, "Connect with undecodable data");
         let ipo = match e.field {
             f if f.contains("HOSTNQN") || f.contains("hostnqn") => IPO_HOSTNQN,
             f if f.contains("SUBNQN") || f.contains("subnqn") => IPO_SUBNQN,
@@ -60,7 +66,7 @@ pub fn connect(
     let discovery = cd.subnqn == nvmp_wire::nqn::DISCOVERY_NQN;
     // The discovery subsystem is served on every port; others only where linked.
     if !discovery && !port.spec.subsystems.contains(&cd.subnqn) {
-        tracing::warn!(port = ctx.port, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect to a subsystem not on this port");
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect to a subsystem not on this port");
         return Err(invalid_param(true, IPO_SUBNQN));
     }
     let max_qs = port.spec.max_queue_size;
@@ -70,7 +76,7 @@ pub fn connect(
     };
     if !sub.host_allowed(&cd.hostnqn) {
         // "Connect Invalid Host: The host is not allowed to establish an association …"
-        tracing::warn!(port = ctx.port, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect refused: host not allowed");
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect refused: host not allowed");
         return Err(Completion {
             dw0: IPO_HOSTNQN | (1 << 16),
             ..Completion::err_dnr(StatusCode::CONNECT_INVALID_HOST)
@@ -109,7 +115,7 @@ pub fn connect(
             state: CtrlState::New,
         };
         sub.ctrls.insert(cntlid, ctrl);
-        tracing::info!(port = ctx.port, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, cntlid, kato_ms = cmd.kato_ms, "controller created");
+        tracing::info!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, cntlid, kato_ms = cmd.kato_ms, "controller created");
         if let Some(ci) = st.conns.get_mut(&ctx.conn) {
             ci.bound = Some((cd.subnqn.clone(), cntlid, 0));
         }
@@ -132,13 +138,14 @@ pub fn connect(
     let Some(ctrl) = sub.ctrls.get_mut(&cd.cntlid) else {
         tracing::warn!(
             port = ctx.port,
+            peer = ?ctx.peer,
             cntlid = cd.cntlid,
             "I/O queue Connect names an unknown controller"
         );
         return Err(invalid_param(true, IPO_CNTLID));
     };
     if ctrl.hostnqn != cd.hostnqn || ctrl.hostid != cd.hostid {
-        tracing::warn!(port = ctx.port, cntlid = cd.cntlid, hostnqn = %cd.hostnqn, "I/O queue Connect from another host");
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, cntlid = cd.cntlid, hostnqn = %cd.hostnqn, "I/O queue Connect from another host");
         return Err(invalid_param(true, IPO_HOSTNQN));
     }
     if ctrl.port != ctx.port {

@@ -128,6 +128,7 @@ impl Queue {
             signal,
             ctx: Ctx {
                 port,
+                peer: None,
                 conn,
                 local_addr,
                 limits,
@@ -166,6 +167,11 @@ impl Queue {
     }
     pub fn port(&self) -> u16 {
         self.ctx.port
+    }
+
+    /// Name the peer in this queue's log lines.
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.ctx.peer = Some(peer);
     }
 
     /// Whether new commands wait in the receive buffer because the peer
@@ -237,7 +243,7 @@ impl Queue {
         // A data digest error is not fatal: the command fails with a
         // Transient Transport Error (the PDU was consumed whole).
         if e.error.field == "PDU.DDGST" {
-            tracing::warn!(port = self.ctx.port, error = %e, "data digest error");
+            tracing::warn!(port = self.ctx.port, peer = ?self.ctx.peer, error = %e, "data digest error");
             let cid = match e.header.first().copied() {
                 Some(0x04) if e.header.len() >= 12 => {
                     u16::from_le_bytes([e.header[10], e.header[11]])
@@ -258,7 +264,7 @@ impl Queue {
             }
             return;
         }
-        tracing::warn!(port = self.ctx.port, error = %e, "malformed PDU, terminating connection");
+        tracing::warn!(port = self.ctx.port, peer = ?self.ctx.peer, error = %e, "malformed PDU, terminating connection");
         self.fatal(e.fes, e.fei, e.header, out);
     }
 
@@ -313,6 +319,7 @@ impl Queue {
             (Phase::Ready, Pdu::H2CTermReq(t)) => {
                 tracing::info!(
                     port = self.ctx.port,
+                    peer = ?self.ctx.peer,
                     fes = t.fes.0,
                     "host terminated the connection"
                 );
@@ -678,7 +685,7 @@ impl Queue {
                 }
             }
             Err(e) => {
-                tracing::error!(port = self.ctx.port, cid, error = %e, "backend I/O failed");
+                tracing::error!(port = self.ctx.port, peer = ?self.ctx.peer, cid, error = %e, "backend I/O failed");
                 Completion::err(if inf.read_len > 0 {
                     StatusCode::UNRECOVERED_READ_ERROR
                 } else {
@@ -759,6 +766,7 @@ impl Queue {
             if now >= p + self.ctx.limits.pdu_stall_timeout {
                 tracing::warn!(
                     port = self.ctx.port,
+                    peer = ?self.ctx.peer,
                     "peer stalled in the middle of a PDU, closing"
                 );
                 return self.close(out);
@@ -766,7 +774,7 @@ impl Queue {
         }
         match self.bound.clone() {
             None if now >= self.created + self.ctx.limits.connect_timeout => {
-                tracing::warn!(port = self.ctx.port, "no ICReq/Connect in time, closing");
+                tracing::warn!(port = self.ctx.port, peer = ?self.ctx.peer, "no ICReq/Connect in time, closing");
                 self.close(out);
             }
             Some(b) if b.qid == 0 => {

@@ -261,6 +261,8 @@ pub type Binding = (String, u16, u16);
 #[derive(Debug)]
 pub struct ConnInfo {
     pub port: u16,
+    /// The peer's address (for log lines).
+    pub peer: Option<SocketAddr>,
     pub signal: Arc<ConnSignal>,
     /// (subsystem, cntlid, qid) once connected.
     pub bound: Option<Binding>,
@@ -457,10 +459,40 @@ impl State {
 
     /// Register a new connection on a port; `None` when over the limit or the port is down.
     pub fn register_conn(&mut self, port: u16) -> Option<(ConnId, Arc<ConnSignal>)> {
-        let p = self.ports.get(&port)?;
-        if !p.up || self.conns.len() >= self.max_connections {
+        self.register_conn_from(port, None)
+    }
+
+    /// [`State::register_conn`] for a peer. At the connection limit, the
+    /// oldest connection that has not completed a Connect yet is closed to
+    /// make room: idle sockets that never send ICReq (or Connect) cannot
+    /// lock hosts out until their 10 s deadline; only connections bound to
+    /// a controller make the target refuse new ones.
+    pub fn register_conn_from(
+        &mut self,
+        port: u16,
+        peer: Option<SocketAddr>,
+    ) -> Option<(ConnId, Arc<ConnSignal>)> {
+        if !self.ports.get(&port)?.up {
             return None;
         }
+        if self.conns.len() >= self.max_connections {
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.bound.is_none())
+                .map(|(id, _)| *id)
+                .min()?;
+            if let Some(victim) = self.conns.remove(&oldest) {
+                tracing::warn!(
+                    port = victim.port,
+                    peer = ?victim.peer,
+                    conn = oldest,
+                    "connection limit reached: closing the oldest connection without a Connect"
+                );
+                victim.signal.close();
+            }
+        }
+        let p = self.ports.get(&port)?;
         p.counters
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
@@ -471,6 +503,7 @@ impl State {
             id,
             ConnInfo {
                 port,
+                peer,
                 signal: signal.clone(),
                 bound: None,
             },

@@ -121,6 +121,8 @@ pub struct Bound {
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub port: u16,
+    /// The peer's address, named in per-connection warnings.
+    pub peer: Option<SocketAddr>,
     pub conn: ConnId,
     pub local_addr: Option<SocketAddr>,
     pub limits: Limits,

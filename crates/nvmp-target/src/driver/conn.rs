@@ -103,6 +103,7 @@ pub async fn serve_conn(
     shared: Arc<Shared>,
     portid: u16,
     mut stream: TcpStream,
+    peer: std::net::SocketAddr,
     id: ConnId,
     signal: Arc<ConnSignal>,
 ) {
@@ -125,6 +126,7 @@ pub async fn serve_conn(
         limits,
         Instant::now().into_std(),
     );
+    q.set_peer(peer);
     let mut tx = TxBuf::default();
     let mut delayed = Delayed::default();
     let mut buf = BytesMut::new();

@@ -123,7 +123,7 @@ pub async fn port_task(
 }
 
 fn accept(shared: &Arc<Shared>, portid: u16, stream: TcpStream, peer: SocketAddr) {
-    let reg = shared.lock().register_conn(portid);
+    let reg = shared.lock().register_conn_from(portid, Some(peer));
     let Some((id, signal)) = reg else {
         tracing::warn!(port = portid, %peer, "connection refused (limit reached or port down)");
         return; // dropping the stream closes it
@@ -131,7 +131,7 @@ fn accept(shared: &Arc<Shared>, portid: u16, stream: TcpStream, peer: SocketAddr
     tracing::debug!(port = portid, %peer, conn = id, "connection accepted");
     let shared = shared.clone();
     tokio::spawn(async move {
-        serve_conn(shared.clone(), portid, stream, id, signal).await;
+        serve_conn(shared.clone(), portid, stream, peer, id, signal).await;
         shared.lock().unregister_conn(id);
         tracing::debug!(port = portid, %peer, conn = id, "connection closed");
     });

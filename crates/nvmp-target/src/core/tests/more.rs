@@ -284,3 +284,23 @@ fn random_input_never_panics() {
         sh.lock().conns.clear();
     }
 }
+
+#[test]
+fn connect_data_must_be_1024_bytes() {
+    let sh = shared(true);
+    let now = Instant::now();
+    for len in [512usize, 1023, 1025, 2048] {
+        let mut q = H::with_ic(&sh, 1, now);
+        let mut sqe = connect_sqe(0, 31, 0);
+        sqe.cid = 1;
+        let full = connect_data(7, 0xFFFF, SUB, HOST);
+        let mut d = bytes::BytesMut::from(&full[..len.min(1024)]);
+        d.resize(len, 0);
+        let (c, _) = q.cmd(sqe, Some(d.freeze()), 0);
+        assert_eq!(c.status.code, StatusCode::SGL_DATA_LENGTH_INVALID, "{len}");
+        assert!(c.status.dnr);
+        assert!(q.q.bound().is_none());
+    }
+    let mut q = H::with_ic(&sh, 1, now);
+    assert!(q.connect(SUB, HOST, 0, 0xFFFF, 0).status.is_success());
+}

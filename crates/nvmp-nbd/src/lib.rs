@@ -24,6 +24,13 @@
 //!   else.
 //! - Limits: connections, handshake time, option count and size, requests
 //!   and payload bytes in flight per connection; see [`Limits`].
+//! - Data path (`conn`): one task per connection, none per request. Every
+//!   complete request in the receive buffer is parsed after each read
+//!   syscall; write payloads are slices of that buffer handed to the device
+//!   (no copy); requests run as futures of the connection task (a panic in
+//!   the device is caught and answered with `EIO`); replies are header
+//!   bytes plus the read data's buffers, and all ready replies go out in
+//!   one vectored write.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -22,7 +22,9 @@ use crate::proto::{DEFAULT_MAX_PAYLOAD, MAX_STRING_LEN};
 pub struct Limits {
     /// Concurrent connections per server, all listeners together (16).
     pub max_connections: usize,
-    /// Requests in flight per connection (128, like a queue of 128).
+    /// Requests in flight per connection (128, like a queue of 128). A
+    /// request counts from when it is parsed until its reply is fully
+    /// written; at the limit the connection stops reading requests.
     pub max_inflight: usize,
     /// Largest read / write payload: the advertised maximum block size.
     /// At least 32 MiB (the spec says shorter payloads "SHOULD NOT be

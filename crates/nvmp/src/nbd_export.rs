@@ -34,6 +34,9 @@ impl BlockDevice for HeadDevice {
     fn block_size(&self) -> u32 {
         self.0.block_size()
     }
+    /// Read per request by the NBD executor, the one place requests are
+    /// split: the head's own read/write then always get a single command's
+    /// worth (their split is only a fallback for other callers).
     fn max_transfer_bytes(&self) -> u32 {
         self.0.max_transfer_bytes().max(self.0.block_size())
     }
@@ -100,9 +103,58 @@ pub struct NbdArgs {
     /// Export read-only.
     #[arg(long = "read-only", short = 'r')]
     pub read_only: bool,
+    /// Runtime threads serving the export and its paths (1: one thread,
+    /// fewest cross-thread wake-ups per request; raise for many busy paths
+    /// or clients).
+    #[arg(long = "threads", default_value_t = 1)]
+    pub threads: usize,
 }
 
+/// Runs the export on its own runtime of `--threads` threads (the CLI's
+/// default runtime stays idle meanwhile). With one thread, the NBD
+/// connections and the paths' queues run on a current-thread runtime: a
+/// request's wake-ups (NBD socket, the queue's writer and reader) stay on
+/// one thread instead of crossing threads, which measured ~20-35% less CPU
+/// per request (docs/PERFORMANCE.md, "NBD export").
 pub async fn run(a: NbdArgs) -> Result<()> {
+    let threads = a.threads;
+    if threads == 0 || threads > MAX_THREADS {
+        bail!("--threads must be 1..={MAX_THREADS}");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("nvmp-nbd".into())
+        .spawn(move || {
+            let rt = if threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            };
+            let r = match rt {
+                Ok(rt) => {
+                    let r = rt.block_on(serve(a));
+                    // Do not wait for background tasks (reconnect loops).
+                    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+                    r
+                }
+                Err(e) => Err(anyhow!("cannot start the NBD runtime: {e}")),
+            };
+            let _ = tx.send(r);
+        })
+        .context("cannot start the NBD thread")?;
+    rx.await
+        .unwrap_or_else(|_| Err(anyhow!("the NBD runtime thread panicked")))
+}
+
+/// Upper bound of `--threads`.
+const MAX_THREADS: usize = 256;
+
+async fn serve(a: NbdArgs) -> Result<()> {
     if a.listen.is_none() && a.unix.is_none() {
         bail!("nothing to serve on: give --listen ADDR:PORT and/or --unix PATH");
     }

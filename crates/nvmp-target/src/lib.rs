@@ -12,10 +12,13 @@
 //!   per-connection queue state machine ([`core::Queue`]: ICReq/ICResp,
 //!   Connect, capsules, R2T/H2CData, C2HData, TermReq, keep-alive and stall
 //!   timers), and the command handlers (Fabrics, admin, I/O).
-//! - [`backend`]: RAM and file/block-device namespaces (Flush = fdatasync,
+//! - [`backend`]: RAM namespaces (64 KiB chunks read without copying) and
+//!   file/block-device namespaces on a fixed thread pool (Flush = fdatasync,
 //!   FUA = write + fdatasync; deallocate writes zeroes).
 //! - [`driver`]: tokio listeners (one per port, open only while the port is
-//!   up and has a subsystem linked) and one task per connection.
+//!   up and has a subsystem linked) and one task per connection (read all
+//!   that is readable, run RAM commands in line, vectored writes of many
+//!   PDUs; I/O queues take no lock per command).
 //! - [`control`]: [`TargetHandle`] (ANA changes, port down/up, namespaces,
 //!   links, fault injection, [`TargetStatus`]) and the Unix control socket
 //!   ([`control::socket`], line-delimited JSON).
@@ -28,11 +31,17 @@
 //! runs, so after KATO it is torn down, as nvmet would); *fail next* fails
 //! the next N I/O commands on the port with a chosen status (+DNR).
 //!
-//! Bounds: connections (1024), I/O queues per controller (16, Set Features
-//! grants at most that), queue depth (the Connect SQSIZE, at most 128 by
-//! default), PDU size (MAXH2CDATA 128 KiB; in-capsule data per port),
-//! MDTS 1 MiB, AERs (AERL+1 = 4), pending events per controller (16), a
-//! started PDU must complete within 5 s, ICReq+Connect within 10 s.
+//! Bounds: connections (1024; at the limit the oldest connection without a
+//! Connect is closed to make room), I/O queues per controller (16, Set
+//! Features grants at most that), queue depth (the Connect SQSIZE, at most
+//! 128 by default; unsent completions keep their slot), reply bytes held for
+//! a peer (2 MiB per connection, 256 MiB per target, reads reserve theirs at
+//! admission; past it the connection stops reading so TCP pushes back),
+//! write data asked for with R2T (4 MiB per connection), file operations
+//! (8 threads, 32 per connection), PDU size (MAXH2CDATA 128 KiB; in-capsule
+//! data per port), MDTS 1 MiB, AERs (AERL+1 = 4), pending events per
+//! controller (16), a started PDU must complete within 5 s, ICReq+Connect
+//! within 10 s.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

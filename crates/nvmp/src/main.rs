@@ -14,6 +14,7 @@ mod nbd_export;
 mod output;
 mod paths;
 mod pattern;
+mod runtime;
 mod signal;
 mod size;
 
@@ -30,6 +31,8 @@ struct Cli {
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    #[command(flatten)]
+    runtime: runtime::RuntimeArgs,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -104,10 +107,7 @@ fn main() {
         cli.verbose,
         !matches!(cli.cmd, Command::Nbd(_) | Command::Target(_)),
     );
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime::build(&cli.runtime) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nvmp: cannot start the async runtime: {e}");

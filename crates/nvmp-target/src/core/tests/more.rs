@@ -304,3 +304,45 @@ fn connect_data_must_be_1024_bytes() {
     let mut q = H::with_ic(&sh, 1, now);
     assert!(q.connect(SUB, HOST, 0, 0xFFFF, 0).status.is_success());
 }
+
+/// An I/O queue resolves namespaces once, yet sees removals, additions and
+/// its controller's teardown on its very next command.
+#[test]
+fn io_queue_view_follows_namespace_changes_and_teardown() {
+    let sh = shared(true);
+    let now = Instant::now();
+    let (_a, cntlid, mut io) = H::admin_and_io(&sh, now, 5000);
+    let data = Bytes::from(vec![0x5A; 512]);
+    let (c, _) = io.cmd(rw(Opcode::WRITE, 1, 0, 1), Some(data.clone()), 0);
+    assert!(c.status.is_success());
+    let spec = {
+        let mut st = sh.lock();
+        let ns = st.subsystems.get_mut(SUB).unwrap().namespaces.remove(&1);
+        st.ns_changed(SUB, 1);
+        ns.unwrap().spec.clone()
+    };
+    let (c, _) = io.cmd(rw(Opcode::READ, 1, 0, 1), None, 512);
+    assert_eq!(c.status.code, StatusCode::INVALID_NAMESPACE);
+    {
+        let mut st = sh.lock();
+        let ns = crate::core::state::open_namespace(SUB, &spec).unwrap();
+        let sub = st.subsystems.get_mut(SUB).unwrap();
+        sub.namespaces.insert(1, Arc::new(ns));
+        st.ns_changed(SUB, 1);
+    }
+    // The new namespace (a fresh RAM backend) reads zeroes.
+    let (c, d) = io.cmd(rw(Opcode::READ, 1, 0, 1), None, 512);
+    assert!(c.status.is_success());
+    assert!(d.iter().all(|b| *b == 0));
+    sh.lock().teardown_ctrl(SUB, cntlid, "test");
+    let r = io.feed(Pdu::CapsuleCmd {
+        sqe: {
+            let mut s = rw(Opcode::READ, 1, 0, 1);
+            s.cid = 999;
+            s.dptr = Sgl::transport(512);
+            s
+        },
+        data: Bytes::new(),
+    });
+    assert!(r.is_empty() && io.closed, "{r:?}");
+}

@@ -7,7 +7,7 @@
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
 //!
 //! Time on a shared 2-core machine is noisy, so there is also a count mode
-//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head`
+//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read`
 //! sets up the same target, controller and head, runs N sequential 4 KiB
 //! reads through the chosen one, and exits. Under
 //! `valgrind --tool=callgrind`, the difference of two N gives instructions
@@ -45,30 +45,38 @@ fn config(states: &[&str]) -> String {
 
 enum Dev {
     Bare(Controller, u64),
+    /// The same SQE through the head (`NamespaceHead::submit`): the multipath layer proper.
     Head(Arc<NamespaceHead>),
+    /// Through the head's block-device API (`NamespaceHead::read`: range check, split).
+    HeadRead(Arc<NamespaceHead>),
+}
+
+fn read_sqe(lba: u64) -> IoRequest {
+    IoRequest {
+        sqe: ReadWrite {
+            nsid: 1,
+            slba: lba,
+            nlb: 8,
+            fua: false,
+        }
+        .read_sqe(),
+        write: None,
+        read_len: 4096,
+    }
 }
 
 impl Dev {
     async fn read4k(&self, lba: u64) {
         match self {
             Dev::Bare(c, _) => {
-                let sqe = ReadWrite {
-                    nsid: 1,
-                    slba: lba,
-                    nlb: 8,
-                    fua: false,
-                }
-                .read_sqe();
-                let r = c
-                    .submit(IoRequest {
-                        sqe,
-                        write: None,
-                        read_len: 4096,
-                    })
-                    .await;
+                let r = c.submit(read_sqe(lba)).await;
                 assert!(r.status.is_success(), "{}", r.status);
             }
             Dev::Head(h) => {
+                let r = h.submit(read_sqe(lba)).await;
+                assert!(r.status.is_success(), "{}", r.status);
+            }
+            Dev::HeadRead(h) => {
                 h.read(lba, 8).await.expect("read");
             }
         }
@@ -76,7 +84,7 @@ impl Dev {
     fn blocks(&self) -> u64 {
         match self {
             Dev::Bare(_, n) => *n,
-            Dev::Head(h) => h.capacity_blocks(),
+            Dev::Head(h) | Dev::HeadRead(h) => h.capacity_blocks(),
         }
     }
 }
@@ -153,7 +161,8 @@ async fn count_mode(n: u64, mode: &str) {
     let dev = match mode {
         "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
         "head" => Dev::Head(head.clone()),
-        other => panic!("NVMP_BENCH_MODE={other}: expected bare or head"),
+        "head-read" => Dev::HeadRead(head.clone()),
+        other => panic!("NVMP_BENCH_MODE={other}: expected bare, head or head-read"),
     };
     for i in 0..n {
         dev.read4k((i * 8) % dev.blocks()).await;

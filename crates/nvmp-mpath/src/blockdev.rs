@@ -32,8 +32,10 @@ impl NamespaceHead {
         ((self.max_transfer_bytes() / self.block_size()) as u64).clamp(1, MAX_NLB_PER_CMD)
     }
 
-    async fn run(&self, req: IoRequest) -> Result<Bytes, IoError> {
-        let c = self.submit(req).await;
+    /// Submit `req`, its data or its error. (The submit future is awaited
+    /// in the caller's own state, not wrapped in one more future: one copy
+    /// of the future less per command.)
+    fn result(c: nvmp_host::Completion) -> Result<Bytes, IoError> {
         if c.status.is_success() {
             Ok(c.data)
         } else {
@@ -54,13 +56,14 @@ impl NamespaceHead {
                 fua: false,
             }
             .read_sqe();
-            return self
-                .run(IoRequest {
+            return Self::result(
+                self.submit(IoRequest {
                     sqe,
                     write: None,
                     read_len: (nlb as u64 * bs) as u32,
                 })
-                .await;
+                .await,
+            );
         }
         let mut out = BytesMut::with_capacity((nlb as u64 * bs) as usize);
         let mut done = 0u64;
@@ -73,13 +76,14 @@ impl NamespaceHead {
                 fua: false,
             }
             .read_sqe();
-            let d = self
-                .run(IoRequest {
+            let d = Self::result(
+                self.submit(IoRequest {
                     sqe,
                     write: None,
                     read_len: (n as u64 * bs) as u32,
                 })
-                .await?;
+                .await,
+            )?;
             out.extend_from_slice(&d);
             done += n as u64;
         }
@@ -106,12 +110,14 @@ impl NamespaceHead {
                 fua,
             }
             .write_sqe();
-            self.run(IoRequest {
-                sqe,
-                write: Some(chunk),
-                read_len: 0,
-            })
-            .await?;
+            Self::result(
+                self.submit(IoRequest {
+                    sqe,
+                    write: Some(chunk),
+                    read_len: 0,
+                })
+                .await,
+            )?;
             done += n;
         }
         Ok(())
@@ -123,12 +129,14 @@ impl NamespaceHead {
     /// … to non-volatile storage" for the namespace, whichever controller receives it.
     pub async fn flush(&self) -> Result<(), IoError> {
         let sqe = Flush { nsid: self.nsid }.to_sqe();
-        self.run(IoRequest {
-            sqe,
-            write: None,
-            read_len: 0,
-        })
-        .await
+        Self::result(
+            self.submit(IoRequest {
+                sqe,
+                write: None,
+                read_len: 0,
+            })
+            .await,
+        )
         .map(|_| ())
     }
 
@@ -145,12 +153,14 @@ impl NamespaceHead {
                 deallocate,
             }
             .to_sqe();
-            self.run(IoRequest {
-                sqe,
-                write: None,
-                read_len: 0,
-            })
-            .await?;
+            Self::result(
+                self.submit(IoRequest {
+                    sqe,
+                    write: None,
+                    read_len: 0,
+                })
+                .await,
+            )?;
             done += n;
         }
         Ok(())
@@ -178,12 +188,14 @@ impl NamespaceHead {
                 deallocate: true,
             }
             .to_sqe();
-            self.run(IoRequest {
-                sqe,
-                write: Some(data),
-                read_len: 0,
-            })
-            .await?;
+            Self::result(
+                self.submit(IoRequest {
+                    sqe,
+                    write: Some(data),
+                    read_len: 0,
+                })
+                .await,
+            )?;
         }
         Ok(())
     }

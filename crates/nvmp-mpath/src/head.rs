@@ -3,7 +3,9 @@
 //! back through here.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -47,7 +49,10 @@ pub struct NamespaceHead {
     capacity_blocks: std::sync::atomic::AtomicU64,
     max_transfer_bytes: AtomicUsize,
     policy: Arc<AtomicU8>,
-    paths: RwLock<Arc<Vec<Arc<Path>>>>,
+    /// Read per command without a lock or a shared reference count;
+    /// replaced whole by `add_path` / `remove_paths_of` (under `paths_w`).
+    paths: ArcSwap<Vec<Arc<Path>>>,
+    paths_w: Mutex<()>,
     current: AtomicUsize,
     /// Signalled on every change that may make a path usable (or all paths gone).
     wake: tokio::sync::Notify,
@@ -84,7 +89,8 @@ impl NamespaceHead {
             capacity_blocks: capacity_blocks.into(),
             max_transfer_bytes: AtomicUsize::new(usize::MAX),
             policy,
-            paths: RwLock::new(Arc::new(Vec::new())),
+            paths: ArcSwap::from_pointee(Vec::new()),
+            paths_w: Mutex::new(()),
             current: AtomicUsize::new(NO_CURRENT),
             wake: tokio::sync::Notify::new(),
             stats: HeadStats::default(),
@@ -119,7 +125,7 @@ impl NamespaceHead {
         policy_from_u8(self.policy.load(Relaxed))
     }
     pub fn paths(&self) -> Arc<Vec<Arc<Path>>> {
-        self.paths.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.paths.load_full()
     }
     /// The current path (sticky for numa, last used for round-robin), if any.
     pub fn current_path(&self) -> Option<Arc<Path>> {
@@ -128,15 +134,15 @@ impl NamespaceHead {
     }
 
     pub(crate) fn add_path(&self, p: Arc<Path>) -> Result<(), &'static str> {
-        let mut g = self.paths.write().unwrap_or_else(|e| e.into_inner());
-        if g.len() >= MAX_PATHS {
+        let w = self.paths_w.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Arc<Path>> = (**self.paths.load()).clone();
+        if v.len() >= MAX_PATHS {
             return Err("too many paths");
         }
-        let mut v: Vec<Arc<Path>> = (**g).clone();
         let mt = p.ctrl.ctrl.max_transfer() as usize;
         v.push(p);
-        *g = Arc::new(v);
-        drop(g);
+        self.paths.store(Arc::new(v));
+        drop(w);
         self.max_transfer_bytes.fetch_min(mt, Relaxed);
         self.changed();
         Ok(())
@@ -144,15 +150,17 @@ impl NamespaceHead {
 
     /// Remove the paths through one controller; returns how many paths are left.
     pub(crate) fn remove_paths_of(&self, ctrl_name: &str) -> usize {
-        let mut g = self.paths.write().unwrap_or_else(|e| e.into_inner());
-        let v: Vec<Arc<Path>> = g
+        let w = self.paths_w.lock().unwrap_or_else(|e| e.into_inner());
+        let v: Vec<Arc<Path>> = self
+            .paths
+            .load()
             .iter()
             .filter(|p| p.ctrl.name != ctrl_name)
             .cloned()
             .collect();
         let left = v.len();
-        *g = Arc::new(v);
-        drop(g);
+        self.paths.store(Arc::new(v));
+        drop(w);
         self.changed();
         left
     }
@@ -172,7 +180,7 @@ impl NamespaceHead {
         // Fast path for the sticky policy: the current path is still optimized.
         if policy == IoPolicy::Numa && avoid.is_none() {
             if let Some(p) = paths.get(cur) {
-                if p.view().is_optimized() {
+                if p.is_optimized_now() {
                     return Selection::Path(cur);
                 }
             }
@@ -212,60 +220,59 @@ impl NamespaceHead {
     /// Submit one command (its NSID is set here). Path errors are failed
     /// over, other errors retried per Linux's rules; the final completion is
     /// returned, successful or not.
+    ///
+    /// The common case — a usable path now, success on the first attempt —
+    /// runs here; everything else (waiting for a path, failover, retries)
+    /// in [`NamespaceHead::submit_slow`], boxed: this future stays as small
+    /// as the controller's own, and the hot path does no more than choose.
     pub async fn submit(&self, mut req: IoRequest) -> Completion {
         req.sqe.nsid = self.nsid;
+        let first = {
+            let paths = self.paths.load();
+            match self.choose(&paths, None) {
+                Selection::Path(i) => Some(paths[i].clone()),
+                _ => None,
+            }
+        };
+        let Some(path) = first else {
+            return Box::pin(self.submit_slow(req, None)).await;
+        };
+        let c = path.ctrl.ctrl.submit(req.clone()).await;
+        if c.status.is_success() {
+            let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
+            path.stats.record_ok(bytes as u64);
+            return c;
+        }
+        Box::pin(self.submit_slow(req, Some((path, c)))).await
+    }
+
+    /// The rest of [`NamespaceHead::submit`]: `last` is the first attempt's
+    /// path and (failed) completion, if there was one.
+    async fn submit_slow(
+        &self,
+        req: IoRequest,
+        mut last: Option<(Arc<Path>, Completion)>,
+    ) -> Completion {
         let mut attempts = Attempts::default();
         let mut wait_started: Option<Instant> = None;
         let mut avoid: Option<Arc<Path>> = None;
         loop {
-            let paths = self.paths();
-            let path = match self.choose(&paths, avoid.as_ref()) {
-                Selection::Path(i) => paths[i].clone(),
-                _ => {
-                    // Register for wake-ups before looking again, so that a
-                    // change between the two looks is not missed. (Only
-                    // here: the hot path never touches the Notify's lock.)
-                    let notified = self.wake.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    match self.choose(&self.paths(), avoid.as_ref()) {
-                        Selection::Path(_) => continue,
-                        Selection::Requeue => {}
-                        Selection::Fail => {
-                            self.end_wait(&mut wait_started);
-                            tracing::warn!(head = %self.name, "no available path - failing I/O");
-                            return self
-                                .fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
-                        }
+            let (path, c) = match last.take() {
+                Some(pc) => pc,
+                None => {
+                    let path = match self.wait_for_path(avoid.as_ref(), &mut wait_started).await {
+                        Ok(p) => p,
+                        Err(c) => return c,
+                    };
+                    let c = path.ctrl.ctrl.submit(req.clone()).await;
+                    if c.status.is_success() {
+                        let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
+                        path.stats.record_ok(bytes as u64);
+                        return c;
                     }
-                    if wait_started.is_none() {
-                        wait_started = Some(Instant::now());
-                        self.stats.requeued.fetch_add(1, Relaxed);
-                        self.stats.waiting.fetch_add(1, Relaxed);
-                        tracing::debug!(head = %self.name, "no usable path - requeuing I/O");
-                    }
-                    let waited = wait_started.map_or(Duration::ZERO, |t| t.elapsed());
-                    if let Some(limit) = self.requeue.timeout {
-                        if waited >= limit {
-                            self.end_wait(&mut wait_started);
-                            tracing::warn!(head = %self.name, "no usable path within {limit:?} - failing I/O");
-                            return self
-                                .fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr());
-                        }
-                    }
-                    // Re-check at least every 250 ms: controller state changes
-                    // are also delivered through `wake`, this is a safety net.
-                    let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
-                    continue;
+                    (path, c)
                 }
             };
-            self.end_wait(&mut wait_started);
-            let c = path.ctrl.ctrl.submit(req.clone()).await;
-            if c.status.is_success() {
-                let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
-                path.stats.record_ok(bytes as u64);
-                return c;
-            }
             path.stats.errors.fetch_add(1, Relaxed);
             match decide(c.status, attempts, path.ctrl.crdt_ms, self.limits) {
                 Disposition::Complete => return self.fail_completion(c),
@@ -297,6 +304,60 @@ impl NamespaceHead {
                     }
                 }
             }
+        }
+    }
+
+    /// A usable path for a command, waiting (requeued) while none is usable
+    /// but one may come back; the failure completion when none will.
+    async fn wait_for_path(
+        &self,
+        avoid: Option<&Arc<Path>>,
+        wait_started: &mut Option<Instant>,
+    ) -> Result<Arc<Path>, Completion> {
+        loop {
+            let chosen = {
+                let paths = self.paths.load();
+                match self.choose(&paths, avoid) {
+                    Selection::Path(i) => Some(paths[i].clone()),
+                    _ => None,
+                }
+            };
+            if let Some(p) = chosen {
+                self.end_wait(wait_started);
+                return Ok(p);
+            }
+            // Register for wake-ups before looking again, so that a change
+            // between the two looks is not missed. (Only here: the hot path
+            // never touches the Notify's lock.)
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.choose(&self.paths(), avoid) {
+                Selection::Path(_) => continue,
+                Selection::Requeue => {}
+                Selection::Fail => {
+                    self.end_wait(wait_started);
+                    tracing::warn!(head = %self.name, "no available path - failing I/O");
+                    return Err(self.fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr()));
+                }
+            }
+            if wait_started.is_none() {
+                *wait_started = Some(Instant::now());
+                self.stats.requeued.fetch_add(1, Relaxed);
+                self.stats.waiting.fetch_add(1, Relaxed);
+                tracing::debug!(head = %self.name, "no usable path - requeuing I/O");
+            }
+            let waited = wait_started.map_or(Duration::ZERO, |t| t.elapsed());
+            if let Some(limit) = self.requeue.timeout {
+                if waited >= limit {
+                    self.end_wait(wait_started);
+                    tracing::warn!(head = %self.name, "no usable path within {limit:?} - failing I/O");
+                    return Err(self.fail(Status::new(StatusCode::HOST_PATHING_ERROR).with_dnr()));
+                }
+            }
+            // Re-check at least every 250 ms: controller state changes are
+            // also delivered through `wake`, this is a safety net.
+            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
         }
     }
 

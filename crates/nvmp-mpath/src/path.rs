@@ -93,6 +93,14 @@ impl Path {
         self.ana_pending.store(true, Relaxed);
         self.ctrl.ana_reread.notify_one();
     }
+    /// `self.view().is_optimized()`, reading only what that needs (the
+    /// sticky policy's per-command check).
+    pub fn is_optimized_now(&self) -> bool {
+        self.ana_state() == AnaState::OPTIMIZED
+            && !self.ana_pending()
+            && !self.ctrl.removed.load(Relaxed)
+            && self.ctrl.ctrl.state() == CtrlState::Live
+    }
     pub fn view(&self) -> PathView {
         PathView {
             ctrl: self.ctrl.condition(),

@@ -7,8 +7,10 @@ mod io;
 pub mod state;
 mod supervisor;
 
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use nvmp_wire::admin::AsyncEvent;
@@ -83,8 +85,13 @@ pub(crate) struct Inner {
     state_tx: watch::Sender<CtrlState>,
     /// Set when fast_io_fail_tmo expired during this loss.
     failfast_tx: watch::Sender<bool>,
+    /// Mirrors of `state_tx` and `failfast_tx` for the I/O path: a load
+    /// instead of the watch channel's lock per command.
+    state_now: AtomicU8,
+    failfast_now: AtomicBool,
     pub events: broadcast::Sender<CtrlEvent>,
-    assoc: RwLock<Option<Arc<Association>>>,
+    /// Read per command without a lock or a shared reference count.
+    assoc: ArcSwapOption<Association>,
     /// Identify data of the last association (kept while reconnecting).
     id: RwLock<Arc<IdentifyController>>,
     cntlid: AtomicU16,
@@ -101,7 +108,12 @@ impl Inner {
     pub fn set_state(&self, to: CtrlState) -> bool {
         let from = {
             let mut sm = self.sm.lock().unwrap_or_else(|p| p.into_inner());
-            sm.set_state(to)
+            let from = sm.set_state(to);
+            if from.is_some() {
+                // Under the state machine's lock: mirrors follow its order.
+                self.state_now.store(to.as_u8(), Ordering::Release);
+            }
+            from
         };
         match from {
             Some(from) => {
@@ -113,10 +125,14 @@ impl Inner {
         }
     }
     pub fn state(&self) -> CtrlState {
-        *self.state_tx.borrow()
+        CtrlState::from_u8(self.state_now.load(Ordering::Acquire))
     }
     pub fn set_failfast(&self, v: bool) {
+        self.failfast_now.store(v, Ordering::Release);
         self.failfast_tx.send_replace(v);
+    }
+    pub fn failfast(&self) -> bool {
+        self.failfast_now.load(Ordering::Acquire)
     }
     fn name(&self) -> String {
         format!(
@@ -134,13 +150,13 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .set_name(format!("ctrl-{}@{}", a.cntlid, self.opts.address()));
-        *self.assoc.write().unwrap_or_else(|p| p.into_inner()) = Some(a);
+        self.assoc.store(Some(a));
     }
     pub fn take_assoc(&self) -> Option<Arc<Association>> {
-        self.assoc.write().unwrap_or_else(|p| p.into_inner()).take()
+        self.assoc.swap(None)
     }
     pub fn assoc(&self) -> Option<Arc<Association>> {
-        self.assoc.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.assoc.load_full()
     }
     pub fn fail_sink(self: &Arc<Self>) -> FailSink {
         let tx = self.sup.clone();
@@ -198,8 +214,10 @@ impl Controller {
             sm: Mutex::new(StateMachine::new(format!("ctrl@{}", opts.address()))),
             state_tx: watch::channel(CtrlState::New).0,
             failfast_tx: watch::channel(false).0,
+            state_now: AtomicU8::new(CtrlState::New.as_u8()),
+            failfast_now: AtomicBool::new(false),
             events: broadcast::channel(256).0,
-            assoc: RwLock::new(None),
+            assoc: ArcSwapOption::empty(),
             id: RwLock::new(Arc::new(IdentifyController::default())),
             cntlid: AtomicU16::new(0xFFFF),
             max_transfer: AtomicU64::new(1 << 20),
@@ -276,7 +294,7 @@ impl Controller {
     /// (queued and new commands fail fast; multipath stops counting this
     /// controller as one that may come back).
     pub fn fast_fail_expired(&self) -> bool {
-        *self.inner.failfast_tx.borrow()
+        self.inner.failfast()
     }
     /// Number of I/O queues of the current association.
     pub fn io_queues(&self) -> usize {
@@ -346,9 +364,21 @@ impl Controller {
         let timeout = Duration::from_millis(self.inner.opts.io_timeout_ms);
         loop {
             if self.inner.state() == CtrlState::Live {
-                if let Some(a) = self.inner.assoc().filter(|a| !a.io.is_empty()) {
-                    let i = pick_queue(&self.inner.rr, a.io.len());
-                    match a.io[i].try_submit(req, Some(timeout)).await {
+                let conn = {
+                    let a = self.inner.assoc.load();
+                    match a.as_ref() {
+                        Some(a) if !a.io.is_empty() => {
+                            Some(a.io[pick_queue(&self.inner.rr, a.io.len())].clone())
+                        }
+                        Some(_) => {
+                            // Live without I/O queues (a discovery controller).
+                            return Completion::host_pathing_error();
+                        }
+                        None => None,
+                    }
+                };
+                if let Some(conn) = conn {
+                    match conn.try_submit(req, Some(timeout)).await {
                         Ok(c) => return c,
                         Err((r, crate::queue::SubmitError::Invalid)) => {
                             let _ = r;
@@ -358,9 +388,6 @@ impl Controller {
                         }
                         Err((r, _)) => req = r,
                     }
-                } else if self.inner.assoc().is_some() {
-                    // Live without I/O queues (a discovery controller).
-                    return Completion::host_pathing_error();
                 }
             }
             if !self.wait_live().await {

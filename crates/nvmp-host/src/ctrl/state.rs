@@ -19,6 +19,25 @@ pub enum CtrlState {
 }
 
 impl CtrlState {
+    const ALL: [CtrlState; 7] = [
+        CtrlState::New,
+        CtrlState::Connecting,
+        CtrlState::Live,
+        CtrlState::Resetting,
+        CtrlState::Deleting,
+        CtrlState::DeletingNoIo,
+        CtrlState::Dead,
+    ];
+    /// The state as a small number (for an atomic mirror).
+    pub(crate) fn as_u8(self) -> u8 {
+        self as u8
+    }
+    pub(crate) fn from_u8(v: u8) -> CtrlState {
+        Self::ALL
+            .get(v as usize)
+            .copied()
+            .unwrap_or(CtrlState::Dead)
+    }
     /// Linux's sysfs spelling.
     pub fn name(self) -> &'static str {
         match self {

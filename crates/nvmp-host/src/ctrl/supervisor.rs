@@ -182,7 +182,7 @@ async fn reset_and_reconnect(
         // Wait for the next attempt; fast_io_fail may expire meanwhile.
         loop {
             let wake = match failfast_at {
-                Some(f) if f < next && !*inner.failfast_tx.borrow() => f,
+                Some(f) if f < next && !inner.failfast() => f,
                 _ => next,
             };
             tokio::select! {

@@ -250,6 +250,12 @@ fn main() {
     );
 
     write("connect_data", "connect_data", &data.encode());
+    // As SPDK sends it without `hostnqn:`: HOSTNQN all NUL.
+    let no_host = ConnectData {
+        hostnqn: String::new(),
+        ..data.clone()
+    };
+    write("connect_data", "connect_data_no_hostnqn", &no_host.encode());
     write("connect_data", "connect_sqe", &connect.to_bytes());
     write(
         "connect_data",

@@ -67,6 +67,9 @@ pub struct ConnectData {
     /// 0xFFFF on the admin queue of a dynamic controller; the CNTLID to join on I/O queues.
     pub cntlid: u16,
     pub subnqn: String,
+    /// The host's name for itself, as sent: possibly empty (SPDK sends an
+    /// all-NUL HOSTNQN unless told one) and not checked against the NQN
+    /// format, as Linux nvmet takes it (see [`host_nqn_field`]).
     pub hostnqn: String,
 }
 
@@ -86,7 +89,7 @@ impl ConnectData {
         let cntlid = r.u16("ConnectData.CNTLID")?;
         r.skip("ConnectData.RSVD18", 256 - 18)?;
         let subnqn = nqn_field(&mut r, "ConnectData.SUBNQN")?;
-        let hostnqn = nqn_field(&mut r, "ConnectData.HOSTNQN")?;
+        let hostnqn = host_nqn_field(&mut r, "ConnectData.HOSTNQN")?;
         Ok(Self {
             hostid,
             cntlid,
@@ -104,6 +107,23 @@ pub(crate) fn nqn_field(r: &mut Reader<'_>, field: &'static str) -> Result<Strin
     Nqn::parse(&s)
         .map_err(|_| DecodeError::at(field, at, crate::error::DecodeErrorKind::BadText))?;
     Ok(s)
+}
+
+/// The HOSTNQN field, decoded as leniently as Linux nvmet takes it: Linux
+/// terminates the field at its last byte and compares the C string with the
+/// subsystem's allowed hosts (`strcmp`), checking neither the NQN format nor
+/// emptiness, and ignoring what follows the first NUL; with `allow_any_host`
+/// any name, the empty one included, is a host. So here: the text before the
+/// first NUL (0..=255 bytes), the rest of the field ignored, no NQN format
+/// check — whether the name may connect is the target's decision.
+/// Deliberately stricter than Linux (no known host sends these): a field
+/// with no NUL at all, text that is not UTF-8 or holds control characters.
+pub(crate) fn host_nqn_field(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<String, DecodeError> {
+    let at = r.position();
+    text::nul_terminated(field, at, r.take(field, NQN_FIELD_LEN)?)
 }
 
 /// Controller property offsets (NVMe Base 2.0, Figure 33).

@@ -36,6 +36,28 @@ pub(crate) fn ascii(field: &'static str, offset: usize, b: &[u8]) -> Result<Stri
     Ok(t.iter().map(|c| *c as char).collect())
 }
 
+/// A NUL terminated UTF-8 field whose bytes after the first NUL are ignored
+/// (a field with no NUL at all is refused).
+pub(crate) fn nul_terminated(
+    field: &'static str,
+    offset: usize,
+    b: &[u8],
+) -> Result<String, DecodeError> {
+    let end = b
+        .iter()
+        .position(|c| *c == 0)
+        .ok_or_else(|| bad(field, offset))?;
+    utf8_text(field, offset, &b[..end])
+}
+
+fn utf8_text(field: &'static str, offset: usize, b: &[u8]) -> Result<String, DecodeError> {
+    let s = core::str::from_utf8(b).map_err(|_| bad(field, offset))?;
+    if s.chars().any(char::is_control) {
+        return Err(bad(field, offset));
+    }
+    Ok(s.to_owned())
+}
+
 /// A NUL terminated UTF-8 field: text up to the first NUL, which must be
 /// followed only by NULs ("padded with NUL").
 pub(crate) fn nul_padded(
@@ -47,9 +69,5 @@ pub(crate) fn nul_padded(
     if b[end..].iter().any(|c| *c != 0) {
         return Err(bad(field, offset));
     }
-    let s = core::str::from_utf8(&b[..end]).map_err(|_| bad(field, offset))?;
-    if s.chars().any(char::is_control) {
-        return Err(bad(field, offset));
-    }
-    Ok(s.to_owned())
+    utf8_text(field, offset, &b[..end])
 }

@@ -74,6 +74,12 @@ pub fn connect(
     let Some(sub) = st.subsystems.get_mut(&cd.subnqn) else {
         return Err(invalid_param(true, IPO_SUBNQN));
     };
+    // Host access as Linux nvmet decides it (nvmet_host_allowed): with
+    // allow_any_host every host name is a host, the empty one included
+    // (SPDK sends an all-NUL HOSTNQN unless given one; nvmp-wire takes the
+    // field as Linux does); otherwise the name must equal an allowed host's
+    // and the empty name never does. A refused host gets what Linux answers:
+    // "Connect Invalid Host" with DNR, IATTR 1 and IPO at HOSTNQN (byte 512).
     if !sub.host_allowed(&cd.hostnqn) {
         // "Connect Invalid Host: The host is not allowed to establish an association …"
         tracing::warn!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect refused: host not allowed");

@@ -75,21 +75,57 @@ fn connect_data_strict() {
         (e.field, e.kind),
         ("ConnectData.SUBNQN", DecodeErrorKind::BadText)
     );
-    // Not an NQN.
+    // A SUBNQN that is not an NQN.
     let mut b = connect_data_bytes();
-    b[512..512 + HOSTNQN.len()].fill(0);
-    b[512..519].copy_from_slice(b"testnqn");
+    b[256..256 + SUBNQN.len()].fill(0);
+    b[256..263].copy_from_slice(b"testnqn");
     assert_eq!(
         ConnectData::decode(&b).unwrap_err().field,
-        "ConnectData.HOSTNQN"
+        "ConnectData.SUBNQN"
     );
-    // No terminator at all (256 bytes of text) is longer than 223 bytes.
+    // HOSTNQN: no terminator at all (256 bytes of text).
     let mut b = connect_data_bytes();
     b[512..768].fill(b'a');
     assert_eq!(
         ConnectData::decode(&b).unwrap_err().field,
         "ConnectData.HOSTNQN"
     );
+    // HOSTNQN: not UTF-8, or a control character.
+    for bad in [&[0xC3u8, 0x28][..], &b"nqn.2014-08.a\x1b[2J"[..]] {
+        let mut b = connect_data_bytes();
+        b[512..768].fill(0);
+        b[512..512 + bad.len()].copy_from_slice(bad);
+        let e = ConnectData::decode(&b).unwrap_err();
+        assert_eq!(
+            (e.field, e.kind),
+            ("ConnectData.HOSTNQN", DecodeErrorKind::BadText)
+        );
+    }
+}
+
+#[test]
+fn connect_data_host_nqn_as_linux_takes_it() {
+    // SPDK without `hostnqn:`: HOSTNQN is 256 NUL bytes → the empty name,
+    // and it encodes back to the same bytes.
+    let mut b = connect_data_bytes();
+    b[512..768].fill(0);
+    let d = ConnectData::decode(&b).unwrap();
+    assert_eq!(d.hostnqn, "");
+    assert_eq!(d.subnqn, SUBNQN);
+    assert_eq!(&d.encode()[..], &b[..]);
+    // Not in the NQN format: taken as sent.
+    b[512..519].copy_from_slice(b"testnqn");
+    assert_eq!(ConnectData::decode(&b).unwrap().hostnqn, "testnqn");
+    // Bytes after the first NUL are ignored (Linux compares the C string).
+    b[600] = b'x';
+    assert_eq!(ConnectData::decode(&b).unwrap().hostnqn, "testnqn");
+    // 255 bytes of name and the NUL (longer than the NQN's 223 bytes).
+    let mut b = connect_data_bytes();
+    b[512..767].fill(b'h');
+    b[767] = 0;
+    let d = ConnectData::decode(&b).unwrap();
+    assert_eq!(d.hostnqn.len(), 255);
+    assert_eq!(&d.encode()[..], &b[..]);
 }
 
 #[test]
@@ -180,6 +216,11 @@ fn nqn_strategy() -> impl Strategy<Value = String> {
     ]
 }
 
+/// What a host may call itself: an NQN, nothing, or any printable text up to 255 bytes.
+fn host_nqn_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![nqn_strategy(), Just(String::new()), "[ -~]{1,255}"]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
@@ -188,7 +229,7 @@ proptest! {
         prop_assert_eq!(ConnectCmd::from_sqe(&c.to_sqe()).unwrap(), c);
     }
     #[test]
-    fn connect_data_round_trip(hostid: [u8; 16], cntlid: u16, subnqn in nqn_strategy(), hostnqn in nqn_strategy()) {
+    fn connect_data_round_trip(hostid: [u8; 16], cntlid: u16, subnqn in nqn_strategy(), hostnqn in host_nqn_strategy()) {
         let d = ConnectData { hostid, cntlid, subnqn, hostnqn };
         prop_assert_eq!(ConnectData::decode(&d.encode()).unwrap(), d);
     }

@@ -47,7 +47,12 @@ use out::OutBatch;
 
 type OnFail = Box<dyn Fn(u16, &QueueError) + Send + Sync>;
 
-const READ_CHUNK: usize = 256 * 1024;
+/// Receive buffer of an I/O queue: large, so that one read system call
+/// takes in many PDUs — several 128 KiB C2HData at once (with 256 KiB, a
+/// 128 KiB read cost ~4 reads).
+const READ_CHUNK: usize = 1 << 20;
+/// The admin queue's (small commands, few at a time).
+const READ_CHUNK_ADMIN: usize = 64 * 1024;
 /// Time given to the last PDUs (an H2CTermReq) when a connection closes.
 const CLOSE_FLUSH: Duration = Duration::from_millis(200);
 /// Bytes queued before the writer writes without draining more.
@@ -261,32 +266,36 @@ fn fail(sh: &Shared, e: QueueError) {
 /// are still held: it is retired, and reused once they are all dropped
 /// (no allocation in steady state).
 struct RecvBuf {
+    /// Size of a buffer (`READ_CHUNK` or `READ_CHUNK_ADMIN`).
+    chunk: usize,
     buf: BytesMut,
     /// Earlier buffers, oldest first, some of whose data may still be held.
     retired: VecDeque<BytesMut>,
 }
 
 /// Retired receive buffers kept per queue for reuse (so at most three
-/// buffers of about `READ_CHUNK` each per queue, two of them only once data
-/// were still held when the current one filled up).
+/// buffers of about a chunk each per queue, two of them only once data
+/// were still held when the current one filled up: 3 MiB per I/O queue).
 const RETIRED_MAX: usize = 2;
 
 impl RecvBuf {
-    fn new() -> Self {
+    fn new(chunk: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            chunk,
+            buf: BytesMut::with_capacity(chunk),
             retired: VecDeque::with_capacity(RETIRED_MAX + 1),
         }
     }
 
-    /// Make room for the next read: at least `READ_CHUNK / 4` bytes.
+    /// Make room for the next read: at least a quarter of a buffer.
     fn make_room(&mut self) {
+        let chunk = self.chunk;
         let buf = &mut self.buf;
-        if buf.capacity() - buf.len() >= READ_CHUNK / 4 {
+        if buf.capacity() - buf.len() >= chunk / 4 {
             return;
         }
         // Room for a partial PDU kept at the front, and then some.
-        let want = READ_CHUNK / 2;
+        let want = chunk / 2;
         if buf.try_reclaim(want) {
             return;
         }
@@ -297,7 +306,7 @@ impl RecvBuf {
             .position(|r| r.try_reclaim(len + want));
         let mut next = match reuse {
             Some(i) => self.retired.remove(i).unwrap_or_default(),
-            None => BytesMut::with_capacity(READ_CHUNK.max(len + want)),
+            None => BytesMut::with_capacity(chunk.max(len + want)),
         };
         // The partial PDU at the end of the old buffer.
         next.extend_from_slice(buf);
@@ -311,7 +320,11 @@ impl RecvBuf {
 }
 
 async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
-    let mut rb = RecvBuf::new();
+    let mut rb = RecvBuf::new(if sh.qid == 0 {
+        READ_CHUNK_ADMIN
+    } else {
+        READ_CHUNK
+    });
     let mut wake = Vec::with_capacity(64);
     loop {
         rb.make_room();

@@ -172,11 +172,17 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
                         continue;
                     }
                     h.all.saturating_record(ns);
+                    // Separate read and write latencies are reported for mixed workloads only.
+                    let mixed = w.rw == Rw::Randrw;
                     if is_read {
-                        h.read.saturating_record(ns);
+                        if mixed {
+                            h.read.saturating_record(ns);
+                        }
                         c.reads.fetch_add(1, Relaxed);
                     } else {
-                        h.write.saturating_record(ns);
+                        if mixed {
+                            h.write.saturating_record(ns);
+                        }
                         c.writes.fetch_add(1, Relaxed);
                     }
                     c.ios.fetch_add(1, Relaxed);

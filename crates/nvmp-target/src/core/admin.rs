@@ -63,6 +63,22 @@ pub fn execute(
     }
 }
 
+/// Forget the outstanding AER `cid` of the admin queue `b` (the host reused
+/// its CID). "Command ID Conflict" is for "the command identifier is already
+/// in use"; an AER the host dropped is not in use on its side, and
+/// answering it now would complete the host's new command. `false` if `cid`
+/// is no outstanding AER.
+pub fn abandon_aer(st: &mut State, b: &Bound, cid: u16) -> bool {
+    let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) else {
+        return false;
+    };
+    let Some(i) = c.aer_cids.iter().position(|x| *x == cid) else {
+        return false;
+    };
+    c.aer_cids.remove(i);
+    true
+}
+
 fn set_features(st: &mut State, b: &Bound, sqe: &Sqe) -> Exec {
     let fid = (sqe.cdw10 & 0xFF) as u8;
     let save = sqe.cdw10 & (1 << 31) != 0;

@@ -316,7 +316,7 @@ impl Queue {
 
     fn on_capsule(&mut self, sqe: Sqe, data: Bytes, now: Instant, out: &mut dyn Sink) {
         let cid = sqe.cid;
-        if self.inflight.contains_key(&cid) {
+        if self.inflight.contains_key(&cid) && !self.abandon_aer(cid) {
             return self.send_cqe(cid, Completion::err_dnr(StatusCode::CID_CONFLICT), out);
         }
         let depth = self.bound.as_ref().map_or(1, |b| b.sqsize as usize + 1);
@@ -393,6 +393,27 @@ impl Queue {
             return self.grant_r2ts(out);
         }
         self.execute(sqe, Bytes::new(), now, out);
+    }
+
+    /// A new admin command reuses the CID of an outstanding Asynchronous
+    /// Event Request: the host gave that AER up (SPDK drops its AERs locally
+    /// at shutdown and reuses their CIDs for the Property Get/Set that shut
+    /// the controller down; SPDK's target accepts that). Forget the AER
+    /// without answering it (any answer would carry the new command's CID)
+    /// and let the new command run; a pending event waits for the next AER.
+    /// Every other reuse stays a "Command ID Conflict".
+    fn abandon_aer(&mut self, cid: u16) -> bool {
+        let Some(b) = self.bound.as_ref().filter(|b| b.qid == 0) else {
+            return false;
+        };
+        if !admin::abandon_aer(&mut self.shared.lock(), b, cid) {
+            return false;
+        }
+        if let Some(inf) = self.inflight.remove(&cid) {
+            self.read_reserved -= inf.read_len as usize;
+        }
+        tracing::debug!(port = self.ctx.port, peer = ?self.ctx.peer, cid, "AER abandoned by the host (its CID reused)");
+        true
     }
 
     fn alloc_ttag(&mut self) -> u16 {

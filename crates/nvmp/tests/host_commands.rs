@@ -549,3 +549,44 @@ fn target_subcommands_mounted() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn ana_log_without_ana_says_so() {
+    // The test subsystem with the target's knob for a subsystem without ANA
+    // (Identify Controller CMIC.ANA clear, no ANA log page).
+    let mut cfg: serde_json::Value = serde_json::from_str(&config_json("4M")).unwrap();
+    cfg["subsystems"][0]["attr"]["nvmp_ana"] = "0".into();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = nvmp_target::config::TargetConfig::from_json(&cfg.to_string()).unwrap();
+    let h = rt
+        .block_on(nvmp_target::control::TargetHandle::start(cfg))
+        .unwrap();
+    let p1 = h.local_addr(1).unwrap().to_string();
+
+    let o = run(&s(&["ana-log", "--portal", &p1, "-n", NQN]));
+    assert_clean_failure(
+        &o,
+        "does not report ANA (Identify Controller CMIC.ANA is clear)",
+    );
+    assert!(!stderr(&o).contains("Invalid Field"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&p1),
+        "names the controller: {}",
+        stderr(&o)
+    );
+
+    let o = run(&s(&["ana-log", "--portal", &p1, "-n", NQN, "-o", "json"]));
+    assert_clean_failure(&o, "does not report ANA");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json on stdout");
+    assert!(
+        v["error"].as_str().unwrap().contains("does not report ANA"),
+        "{v}"
+    );
+    assert_eq!(v["cmic"].as_u64().unwrap() & 0b1000, 0, "{v}");
+    assert!(v.get("ANA DESC LIST ").is_none(), "{v}");
+    rt.block_on(h.shutdown());
+}

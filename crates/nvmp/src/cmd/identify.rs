@@ -281,12 +281,35 @@ pub async fn id_ns(a: IdNsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Why a controller has no ANA log: Identify Controller CMIC bit 3 "the
+/// controller supports Asymmetric Namespace Access Reporting" is clear, and
+/// the ANA log page is then not one it supports (a target answers the Get
+/// Log Page with Invalid Field).
+pub const NO_ANA: &str =
+    "the controller does not report ANA (Identify Controller CMIC.ANA is clear): no ANA log";
+
+/// `nvmp ana-log -o json` for a controller without ANA.
+pub fn no_ana_value(dev: &str, cmic: u8) -> Value {
+    json!({
+        "Asymmetric Namespace Access Log for NVMe device": dev,
+        "cmic": cmic,
+        "error": NO_ANA,
+    })
+}
+
 pub async fn ana_log(a: IdArgs) -> Result<()> {
     let ctrls = first_ctrl(&a.paths).await?;
     let mut values = vec![];
     let mut text = String::new();
+    let mut without_ana = vec![];
     for c in &ctrls {
         let dev = format!("{} ({})", c.address(), c.subnqn());
+        let cmic = c.id_ctrl().cmic;
+        if cmic & nvmp_wire::identify::cmic::ANA == 0 {
+            values.push(no_ana_value(&dev, cmic));
+            without_ana.push(dev);
+            continue;
+        }
         let log = c
             .ana_log(false)
             .await
@@ -304,12 +327,16 @@ pub async fn ana_log(a: IdArgs) -> Result<()> {
     close(ctrls).await;
     if a.output.is_json() {
         if values.len() == 1 {
-            crate::output::print_json(&values[0])
+            crate::output::print_json(&values[0])?
         } else {
-            crate::output::print_json(&values)
+            crate::output::print_json(&values)?
         }
     } else {
         print!("{text}");
+    }
+    if without_ana.is_empty() {
         Ok(())
+    } else {
+        Err(anyhow!("{}: {NO_ANA}", without_ana.join(", ")))
     }
 }

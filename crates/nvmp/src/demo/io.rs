@@ -25,10 +25,31 @@ pub struct IoStats {
     pub window_max_us: AtomicU64,
     /// Largest I/O latency of the whole run (µs).
     pub max_us: AtomicU64,
+    /// The slowest I/O since the view last took it: latency (µs) and start.
+    pub window_slowest: Mutex<Option<(u64, Instant)>>,
     pub first_error: Mutex<Option<String>>,
 }
 
 impl IoStats {
+    /// Only an I/O slower than the window's maximum so far gets here (rare).
+    fn note_slowest(&self, us: u64, start: Instant) {
+        let mut g = self
+            .window_slowest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|(max, _)| us > max) {
+            *g = Some((us, start));
+        }
+    }
+
+    /// Take the window's slowest I/O.
+    pub fn take_slowest(&self) -> Option<(u64, Instant)> {
+        self.window_slowest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     fn error(&self, msg: String) {
         let mut g = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
@@ -90,7 +111,9 @@ pub async fn worker(
             }
         }
         let us = t.elapsed().as_micros() as u64;
-        stats.window_max_us.fetch_max(us, Relaxed);
+        if us > stats.window_max_us.fetch_max(us, Relaxed) {
+            stats.note_slowest(us, t);
+        }
         stats.max_us.fetch_max(us, Relaxed);
         stats.ios.fetch_add(1, Relaxed);
         stats.bytes.fetch_add(io_bytes, Relaxed);

@@ -5,6 +5,7 @@
 //! flip. Ends with a summary; data errors make the exit code non-zero.
 
 mod io;
+mod stall;
 mod view;
 
 use std::io::IsTerminal;
@@ -238,7 +239,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             }
             steps.next();
             match apply(&target, s) {
-                Ok(msg) => v.event(msg),
+                Ok(msg) => v.cause(msg),
                 Err(e) => v.event(format!("schedule step failed: {e:#}")),
             }
         }

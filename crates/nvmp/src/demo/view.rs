@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 use nvmp_mpath::stats::SubsysSnapshot;
 
 use super::io::IoStats;
+use super::stall::{stall_line, Stall, STALL_US};
 
 /// An I/O disturbance being followed: from the first sign (failover, path
-/// lost, requeue) until latencies are back to normal.
+/// lost, requeue, a stalled I/O) until latencies are back to normal.
 struct Episode {
     start_s: f64,
     cause: String,
     max_us: u64,
+    /// Its slowest I/O, blamed on the event that began it when reported.
+    slowest: Option<Stall>,
     quiet_ticks: u32,
 }
 
@@ -26,6 +29,9 @@ pub struct View {
     t0: Instant,
     duration: Duration,
     pub events: Vec<String>,
+    /// Events that can stall I/O (schedule steps, state and ANA changes),
+    /// with their time: what a stall is blamed on.
+    causes: Vec<(f64, String)>,
     last_paths: HashMap<String, (String, String, u64, u64)>,
     last_ios: u64,
     last_tick: Instant,
@@ -49,6 +55,7 @@ impl View {
             t0: now,
             duration,
             events: vec![],
+            causes: vec![],
             last_paths: HashMap::new(),
             last_ios: 0,
             last_tick: now,
@@ -75,6 +82,12 @@ impl View {
         self.events.push(line);
     }
 
+    /// Record an event that can stall I/O.
+    pub fn cause(&mut self, msg: String) {
+        self.causes.push((self.t(), msg.clone()));
+        self.event(msg);
+    }
+
     /// Take a sample: detect changes, follow stalls, redraw or print.
     pub fn tick(&mut self, subs: &[SubsysSnapshot], io: &IoStats) {
         let dt = self.last_tick.elapsed().as_secs_f64().max(1e-3);
@@ -83,6 +96,14 @@ impl View {
         self.iops = (ios - self.last_ios) as f64 / dt;
         self.last_ios = ios;
         let window_max = io.window_max_us.swap(0, Relaxed);
+        let slowest = io.take_slowest().map(|(us, start)| {
+            let start_s = start.saturating_duration_since(self.t0).as_secs_f64();
+            Stall {
+                start_s,
+                end_s: start_s + us as f64 / 1e6,
+                us,
+            }
+        });
         let mut failovers_now = 0;
         let mut changes = vec![];
         let mut path_lost = false;
@@ -101,19 +122,28 @@ impl View {
                             path_lost = true;
                         }
                         if *st != p.ctrl_state {
-                            changes.push(format!(
-                                "{} ({}): controller {} -> {}",
-                                p.controller, p.address, st, p.ctrl_state
+                            changes.push((
+                                true,
+                                format!(
+                                    "{} ({}): controller {} -> {}",
+                                    p.controller, p.address, st, p.ctrl_state
+                                ),
                             ));
                         }
                         if *ana != p.ana_state {
                             ana_changed = true;
-                            changes.push(format!("{}: ANA {} -> {}", p.name, ana, p.ana_state));
+                            changes.push((
+                                true,
+                                format!("{}: ANA {} -> {}", p.name, ana, p.ana_state),
+                            ));
                         }
                     } else {
-                        changes.push(format!(
-                            "{} ({}): {} {}",
-                            p.name, p.address, p.ctrl_state, p.ana_state
+                        changes.push((
+                            false,
+                            format!(
+                                "{} ({}): {} {}",
+                                p.name, p.address, p.ctrl_state, p.ana_state
+                            ),
                         ));
                     }
                     self.last_paths.insert(
@@ -128,8 +158,12 @@ impl View {
                 }
             }
         }
-        for c in changes {
-            self.event(c);
+        for (can_stall, c) in changes {
+            if can_stall {
+                self.cause(c);
+            } else {
+                self.event(c);
+            }
         }
         let new_failovers = failovers_now.saturating_sub(self.failovers);
         self.failovers = failovers_now;
@@ -142,19 +176,24 @@ impl View {
         } else {
             None
         };
+        let stalled = slowest.is_some_and(|s| s.us >= STALL_US);
         let now_s = self.t();
         match (&mut self.episode, cause) {
-            (None, Some(cause)) => {
+            (None, c) if c.is_some() || stalled => {
                 self.episode = Some(Episode {
                     start_s: now_s,
-                    cause,
+                    cause: c.unwrap_or_else(|| "stalled I/O".to_string()),
                     max_us: window_max,
+                    slowest,
                     quiet_ticks: 0,
                 });
             }
-            (None, None) => {}
+            (None, _) => {}
             (Some(e), c) => {
                 e.max_us = e.max_us.max(window_max);
+                if let Some(s) = slowest.filter(|s| e.slowest.is_none_or(|x| s.us > x.us)) {
+                    e.slowest = Some(s);
+                }
                 if c.is_none() {
                     e.quiet_ticks += 1;
                 } else {
@@ -182,12 +221,12 @@ impl View {
     /// Report a finished episode (already taken out of `self.episode`).
     fn close_episode(&mut self, e: Episode) {
         self.longest_stall_us = self.longest_stall_us.max(e.max_us);
-        let msg = format!(
-            "{} at t={:.2}s, I/O waited {:.1} ms",
-            e.cause,
-            e.start_s,
-            e.max_us as f64 / 1000.0
-        );
+        let slowest = e.slowest.unwrap_or(Stall {
+            start_s: e.start_s,
+            end_s: e.start_s,
+            us: e.max_us,
+        });
+        let msg = stall_line(&self.causes, slowest, &e.cause, e.start_s);
         self.event(msg);
     }
 

@@ -416,7 +416,12 @@ async fn writer(sh: Arc<Shared>, mut write: BoxWrite) {
         // batch of completions) queue their commands first, so that they
         // go out in one write. Without this, tokio's LIFO slot runs the
         // writer right after the first submitter: one write per command.
-        tokio::task::yield_now().await;
+        // Only when other commands are in flight: a lone command (QD1) has
+        // nobody to wait for, and the yield would cost it a trip through
+        // the runtime's I/O driver.
+        if lock(&sh).core.in_flight() > 1 {
+            tokio::task::yield_now().await;
+        }
         loop {
             if sh.closed.load(Ordering::Acquire) {
                 break;

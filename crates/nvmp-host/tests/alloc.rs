@@ -1,12 +1,7 @@
 //! No heap allocation per command on the host's I/O hot path once warmed up
 //! (issue 4): submit → capsule out → data and completion in → result back.
 //!
-//! Why `unsafe` in this file: counting allocations needs a
-//! `#[global_allocator]`, and implementing `GlobalAlloc` is an `unsafe impl`
-//! (its methods are `unsafe fn`). An integration test is a crate of its own;
-//! the counting wrapper lives here and only here, it just forwards to
-//! [`System`] and bumps a thread-local counter. The library crates stay
-//! `#![forbid(unsafe_code)]`.
+//! The counting allocator is `nvmp_testkit::alloc` (the one `unsafe impl`).
 //!
 //! Set-up: nvmp's own target runs in another OS thread (its own runtime),
 //! so its allocations are not counted. The host (controller, its reader,
@@ -19,66 +14,21 @@
 //! 1024 allocations per 1004 commands (a oneshot per command, and a new
 //! 256 KiB receive buffer plus its shared header every ~100 commands).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use bytes::Bytes;
 use nvmp_host::{Completion, Controller, ControllerOptions, IoRequest};
+use nvmp_testkit::alloc::{self, Counting};
 use nvmp_wire::io::ReadWrite;
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_alloc() {
-    // `try_with`: the allocator may be called while thread-locals are torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-            on.set(false);
-            if std::env::var_os("TRACE_ALLOC").is_some() {
-                eprintln!("ALLOC {}", std::backtrace::Backtrace::force_capture());
-            }
-            on.set(true);
-        }
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; the bookkeeping touches only const-initialised thread-locals
-// without destructors (no allocation, no re-entry).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 /// Allocations made on this thread while `f` runs.
 async fn count_allocs<F: std::future::Future>(f: F) -> (u64, F::Output) {
-    ALLOCS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
+    alloc::start();
     let out = f.await;
-    COUNTING.with(|c| c.set(false));
-    (ALLOCS.with(|n| n.get()), out)
+    (alloc::stop(), out)
 }
 
 const NQN: &str = "nqn.2024-01.io.nvmp:alloc";

@@ -3,11 +3,8 @@
 //! the driver's transmit buffer ([`TxBuf`]), as the connection task runs
 //! them (the queue core and sink are driven directly, on this thread).
 //!
-//! Why `unsafe` in this file: counting allocations needs a
-//! `#[global_allocator]`, and implementing `GlobalAlloc` is an `unsafe impl`.
-//! An integration test is a crate of its own; the library stays
-//! `#![forbid(unsafe_code)]`. `TRACE_ALLOC=1` prints a backtrace per
-//! allocation counted.
+//! The counting allocator is `nvmp_testkit::alloc` (the one `unsafe impl`);
+//! `TRACE_ALLOC=1` prints a backtrace per allocation counted.
 //!
 //! Before this work each read allocated at least twice (a copy of the data
 //! out of the backend, a String clone of the binding) and each batch once
@@ -15,8 +12,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::IoSlice;
 use std::time::Instant;
 
@@ -26,50 +21,10 @@ use nvmp_target::core::queue::{Limits, Queue};
 use nvmp_target::core::state::{Shared, State};
 use nvmp_target::core::tx::{TxBuf, MAX_IOV};
 use nvmp_target::TargetConfig;
+use nvmp_testkit::alloc::{self, Counting};
 use nvmp_wire::fabrics::{ConnectCmd, ConnectData};
 use nvmp_wire::pdu::{Digests, EncodeOptions, IcReq};
 use nvmp_wire::{FabricsType, Pdu, PduConfig, PduDecoder, Role, Sgl, Sqe};
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_alloc() {
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-            on.set(false);
-            if std::env::var_os("TRACE_ALLOC").is_some() {
-                eprintln!("ALLOC {}", std::backtrace::Backtrace::force_capture());
-            }
-            on.set(true);
-        }
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged; the bookkeeping touches only const-initialised thread-locals
-// without destructors (no allocation, no re-entry).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -232,17 +187,18 @@ fn no_allocation_per_command_once_warm() {
             io.feed(b);
             io.replies();
         }
-        ALLOCS.with(|n| n.set(0));
-        COUNTING.with(|c| c.set(true));
+        alloc::start();
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(1)));
+        assert_eq!(alloc::stop(), 1, "the counting allocator is in use");
+        alloc::start();
         let mut done = 0;
         for b in &batches {
             io.feed(b);
-            COUNTING.with(|c| c.set(false)); // decoding replies is the host's work
+            alloc::pause(); // decoding replies is the host's work
             done += io.replies().0;
-            COUNTING.with(|c| c.set(true));
+            alloc::resume();
         }
-        COUNTING.with(|c| c.set(false));
-        let allocs = ALLOCS.with(|n| n.get());
+        let allocs = alloc::stop();
         assert_eq!(done, (ROUNDS * QD as u64) as usize);
         // Only the transmit buffer's header space grows now and then (32 KiB
         // of headers, ~700 completions per growth).

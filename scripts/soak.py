@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -131,6 +132,16 @@ class Procs:
         for name, p in self.procs:
             if p.poll() is not None:
                 raise SoakError(f"{name} exited with {p.returncode} (log: {self.work}/{name}.log)")
+
+    def log_lines(self):
+        """Per process: (lines with WARN or ERROR, panic lines) in its log so far."""
+        out = {}
+        for name, _ in self.procs:
+            with open(os.path.join(self.work, f"{name}.log"), errors="replace") as f:
+                lines = f.readlines()
+            out[name] = (sum(1 for x in lines if re.search(r"\b(WARN|ERROR)\b", x)),
+                         [x.strip() for x in lines if "panicked" in x])
+        return out
 
     def stop(self):
         for name, p in reversed(self.procs):
@@ -309,6 +320,7 @@ def report(a, load, chaos, elapsed_s, fatal, final_chunks, nbd_status, tgt_statu
         "head": {k: head.get(k) for k in ("requeued", "failovers", "errors", "fenced",
                                           "no_path_wait_ms", "longest_wait_ms")},
         "target_port_errors": [p["counters"]["errors"] for p in tgt_status["ports"]] if tgt_status else None,
+        "log_warnings": getattr(load, "log_warnings", None),
     }
     r["pass"] = not (r["mismatches"] or r["errors"] or fatal or r["recovery_failures"])
     fo = r["failover_stall"]
@@ -319,7 +331,7 @@ def report(a, load, chaos, elapsed_s, fatal, final_chunks, nbd_status, tgt_statu
     lat_all = lat_summary(list(load.lat["read"]) + list(load.lat["write"]))
     print(f"all reads/writes: p50 {lat_all['p50_ms']} ms, p99 {lat_all['p99_ms']} ms, max {lat_all['max_ms']} ms; "
           f"head: failovers {head.get('failovers')}, requeued {head.get('requeued')}, fenced {head.get('fenced')}, "
-          f"longest wait {head.get('longest_wait_ms')} ms")
+          f"longest wait {head.get('longest_wait_ms')} ms; warning lines logged {r['log_warnings']}")
     for m in load.mismatch_examples + load.error_examples:
         print(f"  {m}")
     if fatal:
@@ -424,6 +436,11 @@ async def soak(a, procs):
         load.fatal = load.fatal or f"final status: {e}"
     for c in conns:
         c.close()
+    logs = procs.log_lines()
+    load.log_warnings = {n: w for n, (w, _) in logs.items()}
+    panics = [f"{n}: {x}" for n, (_, ps) in logs.items() for x in ps]
+    if panics:
+        load.fatal = load.fatal or f"panic in {panics[0]}"
     ok = report(a, load, chaos, elapsed, load.fatal, final_chunks, nbd_status, tgt_status)
     return 130 if load.fatal == "interrupted" else 0 if ok else 1
 

@@ -401,6 +401,8 @@ async def soak(a, procs):
     conns = []
     for _ in range(a.conns):
         conns.append(await asyncio.wait_for(Nbd().open(nbd_sock, "soak"), 10))
+    if conns[0].size // 4096 < 16 * a.qd:
+        raise SoakError(f"--ns-size too small: want 64 KiB per op in flight ({a.qd})")
     log(f"soak: target ports 127.0.0.1:{svcs[0]},{svcs[1]}; export {conns[0].size >> 20} MiB "
         f"over {a.conns} NBD connections, {a.qd} ops in flight, iopolicy {a.iopolicy}; logs in {a.work}")
     load = Load(a, conns, a.seed * 2654435761 + 1)

@@ -8,7 +8,7 @@ use nvmp_host::{CtrlEvent, CtrlState};
 use nvmp_wire::admin::{AsyncEventType, NOTICE_ANA_CHANGE, NOTICE_NS_ATTR_CHANGED};
 
 use crate::path::CtrlEntry;
-use crate::registry::Multipath;
+use crate::registry::WeakMultipath;
 use crate::subsys::Subsystem;
 
 fn wake_all(sub: &Subsystem) {
@@ -17,7 +17,9 @@ fn wake_all(sub: &Subsystem) {
     }
 }
 
-pub(crate) async fn run(mp: Multipath, sub: Arc<Subsystem>, entry: Arc<CtrlEntry>) {
+/// Ends when the controller goes away, or when the registry does (`mp`
+/// is weak: the monitor must not keep the registry alive).
+pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<CtrlEntry>) {
     let mut state_rx = entry.ctrl.watch_state();
     let mut events = entry.ctrl.events();
     let mut last = *state_rx.borrow();
@@ -35,6 +37,7 @@ pub(crate) async fn run(mp: Multipath, sub: Arc<Subsystem>, entry: Arc<CtrlEntry
         };
         tokio::select! {
             changed = state_rx.changed() => {
+                let Some(mp) = weak.upgrade() else { return };
                 if changed.is_err() {
                     mp.unlink(&sub, &entry);
                     wake_all(&sub);
@@ -69,6 +72,7 @@ pub(crate) async fn run(mp: Multipath, sub: Arc<Subsystem>, entry: Arc<CtrlEntry
                 wake_all(&sub);
             }
             ev = events.recv() => {
+                let Some(mp) = weak.upgrade() else { return };
                 match ev {
                     Ok(CtrlEvent::AsyncEvent(aen)) if aen.event_type == AsyncEventType::NOTICE => {
                         if aen.info == NOTICE_ANA_CHANGE {
@@ -97,6 +101,7 @@ pub(crate) async fn run(mp: Multipath, sub: Arc<Subsystem>, entry: Arc<CtrlEntry
                 }
             }
             _ = entry.ana_reread.notified() => {
+                let Some(mp) = weak.upgrade() else { return };
                 if entry.ana_supported && entry.ctrl.state() == CtrlState::Live {
                     if let Err(e) = mp.reread_ana(&sub, &entry).await {
                         tracing::warn!(ctrl = %entry.name, "ANA log re-read: {e}");

@@ -80,10 +80,35 @@ struct Inner {
     config: MpathConfig,
 }
 
-/// The multipath layer of one host.
+impl Drop for Inner {
+    /// The last `Multipath` handle is gone: stop the monitors. They hold
+    /// only a weak reference to this registry, but each holds its
+    /// controller; aborting them drops the controllers, which disconnect
+    /// (in the background) as a dropped `Controller` does.
+    fn drop(&mut self) {
+        let monitors = self.monitors.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, t) in monitors.drain() {
+            t.abort();
+        }
+    }
+}
+
+/// The multipath layer of one host. Dropping every handle (without
+/// [`Multipath::shutdown`]) also lets go of its controllers.
 #[derive(Debug, Clone, Default)]
 pub struct Multipath {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the registry alive (held by the monitors,
+/// so that the registry and its monitor tasks form no cycle).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakMultipath(std::sync::Weak<Inner>);
+
+impl WeakMultipath {
+    pub fn upgrade(&self) -> Option<Multipath> {
+        self.0.upgrade().map(|inner| Multipath { inner })
+    }
 }
 
 fn host_err(context: impl Into<String>) -> impl FnOnce(nvmp_host::HostError) -> MpathError {
@@ -95,8 +120,11 @@ impl Multipath {
     pub fn new(config: MpathConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
+                subsystems: Mutex::default(),
+                monitors: Mutex::default(),
+                next_ctrl: AtomicU32::default(),
+                next_subsys: AtomicU32::default(),
                 config,
-                ..Default::default()
             }),
         }
     }
@@ -209,7 +237,7 @@ impl Multipath {
             }
         };
         let task = tokio::spawn(crate::monitor::run(
-            self.clone(),
+            WeakMultipath(Arc::downgrade(&self.inner)),
             sub.clone(),
             entry.clone(),
         ));

@@ -231,3 +231,29 @@ async fn a_controller_without_ana_counts_as_optimized() {
     mp.shutdown().await;
     t.shutdown().await;
 }
+
+/// Dropping every `Multipath` handle (and head) without `shutdown()` lets
+/// go of the controllers: the target sees them disconnect. (The monitors
+/// used to hold the registry, and the registry its controllers: a cycle
+/// that kept every path connected.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_registry_disconnects_its_controllers() {
+    let (t, _a, mp, head) = setup_two_paths().await;
+    let ctrls = |t: &nvmp_target::TargetHandle| -> usize {
+        t.status()
+            .subsystems
+            .iter()
+            .map(|s| s.controllers.len())
+            .sum()
+    };
+    assert_eq!(ctrls(&t), 2, "two paths, two controllers");
+    drop(head);
+    drop(mp);
+    wait_until(
+        "controllers disconnected",
+        std::time::Duration::from_secs(10),
+        || ctrls(&t) == 0,
+    )
+    .await;
+    t.shutdown().await;
+}

@@ -210,8 +210,10 @@ mod tests {
                     data,
                 })
             } else {
-                let mut sqe = Sqe::default();
-                sqe.cid = i;
+                let sqe = Sqe {
+                    cid: i,
+                    ..Sqe::default()
+                };
                 Pdu::CapsuleCmd { sqe, data }
             });
         }

@@ -229,7 +229,7 @@ impl TargetHandle {
     /// Link a subsystem to a port (the port starts listening if it was idle).
     pub fn link(&self, port: u16, subnqn: &str) -> Result<(), ControlError> {
         let mut st = self.shared.lock();
-        if !st.subsystems.get(subnqn).is_some_and(|s| !s.discovery) {
+        if st.subsystems.get(subnqn).is_none_or(|s| s.discovery) {
             return Err(ControlError(format!("no subsystem {subnqn}")));
         }
         let p = st

@@ -180,7 +180,7 @@ pub fn get_log_page(st: &mut State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
     let len = numd * 4;
     let dnr = |c| Exec::Done(Completion::err_dnr(c));
     // "The offset … shall be dword aligned".
-    if lpo % 4 != 0 {
+    if !lpo.is_multiple_of(4) {
         return dnr(StatusCode::INVALID_FIELD);
     }
     let hostnqn = match st

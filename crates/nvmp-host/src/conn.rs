@@ -47,10 +47,14 @@ use out::OutBatch;
 
 type OnFail = Box<dyn Fn(u16, &QueueError) + Send + Sync>;
 
-/// Receive buffer of an I/O queue: large, so that one read system call
-/// takes in many PDUs — several 128 KiB C2HData at once (with 256 KiB, a
-/// 128 KiB read cost ~4 reads).
-const READ_CHUNK: usize = 1 << 20;
+/// Receive buffer of an I/O queue to begin with: one read system call
+/// takes in a few hundred small PDUs.
+const READ_CHUNK: usize = 256 * 1024;
+/// What it grows to when large PDUs arrive, so that one read still takes in
+/// several of them (128 KiB reads cost ~4 reads each with 256 KiB buffers,
+/// and half the host's CPU per I/O). Only queues that move large transfers
+/// pay for the larger buffers.
+const READ_CHUNK_MAX: usize = 1 << 20;
 /// The admin queue's (small commands, few at a time).
 const READ_CHUNK_ADMIN: usize = 64 * 1024;
 /// Time given to the last PDUs (an H2CTermReq) when a connection closes.
@@ -266,8 +270,10 @@ fn fail(sh: &Shared, e: QueueError) {
 /// are still held: it is retired, and reused once they are all dropped
 /// (no allocation in steady state).
 struct RecvBuf {
-    /// Size of a buffer (`READ_CHUNK` or `READ_CHUNK_ADMIN`).
+    /// Size of a buffer (`READ_CHUNK_ADMIN`, or from `READ_CHUNK` up to
+    /// `max`).
     chunk: usize,
+    max: usize,
     buf: BytesMut,
     /// Earlier buffers, oldest first, some of whose data may still be held.
     retired: VecDeque<BytesMut>,
@@ -275,13 +281,15 @@ struct RecvBuf {
 
 /// Retired receive buffers kept per queue for reuse (so at most three
 /// buffers of about a chunk each per queue, two of them only once data
-/// were still held when the current one filled up: 3 MiB per I/O queue).
+/// were still held when the current one filled up: 768 KiB per I/O queue,
+/// 3 MiB on a queue that moves large transfers).
 const RETIRED_MAX: usize = 2;
 
 impl RecvBuf {
-    fn new(chunk: usize) -> Self {
+    fn new(chunk: usize, max: usize) -> Self {
         Self {
             chunk,
+            max,
             buf: BytesMut::with_capacity(chunk),
             retired: VecDeque::with_capacity(RETIRED_MAX + 1),
         }
@@ -300,6 +308,12 @@ impl RecvBuf {
             return;
         }
         let len = buf.len();
+        // A partial PDU of an eighth of a buffer or more when the buffer
+        // filled up: PDUs are large here, take in more of them per read.
+        if len >= chunk / 8 && chunk < self.max {
+            self.chunk = (chunk * 2).min(self.max);
+        }
+        let (chunk, want) = (self.chunk, self.chunk / 2);
         let reuse = self
             .retired
             .iter_mut()
@@ -320,11 +334,11 @@ impl RecvBuf {
 }
 
 async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
-    let mut rb = RecvBuf::new(if sh.qid == 0 {
-        READ_CHUNK_ADMIN
+    let mut rb = if sh.qid == 0 {
+        RecvBuf::new(READ_CHUNK_ADMIN, READ_CHUNK_ADMIN)
     } else {
-        READ_CHUNK
-    });
+        RecvBuf::new(READ_CHUNK, READ_CHUNK_MAX)
+    };
     let mut wake = Vec::with_capacity(64);
     loop {
         rb.make_room();

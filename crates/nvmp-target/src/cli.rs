@@ -142,10 +142,9 @@ pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
             let r = call(&control, Request::Status).await?;
             let st = r.status.context("no status in response")?;
             match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-                OutputFormat::Normal => print_status(&st),
+                OutputFormat::Json => emit(&(serde_json::to_string_pretty(&st)? + "\n")),
+                OutputFormat::Normal => emit(&status_text(&st)),
             }
-            Ok(())
         }
         TargetCommand::Fault(f) => {
             let req = if f.clear {
@@ -168,9 +167,13 @@ pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
     }
 }
 
-fn print_status(st: &crate::control::TargetStatus) {
+/// The status as `nvmp target status` prints it.
+fn status_text(st: &crate::control::TargetStatus) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     for p in &st.ports {
-        println!(
+        let _ = writeln!(
+            o,
             "port {} {}:{} {} listening={} subsystems={:?}",
             p.portid,
             p.traddr,
@@ -180,31 +183,47 @@ fn print_status(st: &crate::control::TargetStatus) {
             p.subsystems
         );
         for g in &p.ana_groups {
-            println!(
+            let _ = writeln!(
+                o,
                 "  ana group {} {} (change count {})",
                 g.grpid, g.state, g.change_count
             );
         }
         let c = &p.counters;
-        println!(
+        let _ = writeln!(
+            o,
             "  io: reads {} ({} B) writes {} ({} B) flushes {} other {} errors {}",
             c.reads, c.read_bytes, c.writes, c.write_bytes, c.flushes, c.other_io, c.errors
         );
     }
     for s in &st.subsystems {
-        println!("subsystem {} allow_any_host={}", s.nqn, s.allow_any_host);
+        let _ = writeln!(o, "subsystem {} allow_any_host={}", s.nqn, s.allow_any_host);
         for n in &s.namespaces {
-            println!(
+            let _ = writeln!(
+                o,
                 "  ns {} group {} {} bytes bs {} nguid {} {}",
                 n.nsid, n.ana_grpid, n.size_bytes, n.block_size, n.nguid, n.backend
             );
         }
         for c in &s.controllers {
-            println!(
+            let _ = writeln!(
+                o,
                 "  ctrl {} port {} {:?} host {} io_queues {}",
                 c.cntlid, c.port, c.state, c.hostnqn, c.io_queues
             );
         }
+    }
+    o
+}
+
+/// Write `text` to standard output; a reader that went away (`| head`)
+/// ends the output quietly instead of a panic on the closed pipe.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -518,6 +518,20 @@ fn target_subcommands_mounted() {
     assert_ok(&o);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ANA DESC LIST "][0]["state"], "inaccessible", "{v}");
+    // A reader that went away (`| head`): the status ends quietly, no panic
+    // on the closed pipe (its read end is closed before the command runs).
+    for fmt in ["json", "normal"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = std::process::Command::new(assert_cmd::cargo::cargo_bin("nvmp"))
+            .args(["target", "status", "--control", ctl_s, "-o", fmt])
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{fmt}: {} {err}", o.status);
+        assert!(!err.contains("panicked"), "{fmt}: {err}");
+    }
     // Prometheus metrics of the running target.
     let metrics = {
         use std::io::{Read, Write};

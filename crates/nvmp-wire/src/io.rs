@@ -210,5 +210,7 @@ impl DsmRange {
     }
 }
 
+pub mod resv;
+
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,10 @@ impl Opcode {
     pub const COMPARE: Self = Self(0x05);
     pub const WRITE_ZEROES: Self = Self(0x08);
     pub const DATASET_MANAGEMENT: Self = Self(0x09);
+    pub const RESERVATION_REGISTER: Self = Self(0x0D);
+    pub const RESERVATION_REPORT: Self = Self(0x0E);
+    pub const RESERVATION_ACQUIRE: Self = Self(0x11);
+    pub const RESERVATION_RELEASE: Self = Self(0x15);
 
     /// Data transfer direction encoded in bits 1:0 of the opcode
     /// ("00b no data, 01b host to controller, 10b controller to host, 11b bidirectional").

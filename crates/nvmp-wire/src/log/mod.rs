@@ -5,6 +5,7 @@
 mod ana;
 mod discovery;
 mod misc;
+pub mod resv;
 
 pub use ana::{AnaGroupDesc, AnaLog, AnaLogLimits, AnaState, ANA_DESC_LEN, ANA_HEADER_LEN};
 pub use discovery::{

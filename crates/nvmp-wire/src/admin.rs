@@ -4,6 +4,8 @@
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::sqe::{Opcode, Sqe};
 
+pub mod ccr;
+
 fn expect_opcode(sqe: &Sqe, op: Opcode, field: &'static str) -> Result<(), DecodeError> {
     if sqe.opcode != op {
         return Err(DecodeError::at(field, 0, DecodeErrorKind::Invalid));

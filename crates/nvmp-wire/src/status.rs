@@ -84,6 +84,12 @@ codes! {
     FEATURE_NOT_NS_SPECIFIC = 0x10F, "Feature Not Namespace Specific";
     ANA_GROUP_ID_INVALID = 0x124, "ANA Group Identifier Invalid";
     ANA_ATTACH_FAILED = 0x125, "ANA Attach Failed";
+    /// Cross-Controller Reset (NVMe Base 2.3, Figure 103): a reset of the impacted controller is already in progress.
+    CCR_IN_PROGRESS = 0x13F, "Cross-Controller Reset in Progress";
+    /// Cross-Controller Reset: no room for another entry in the log page.
+    CCR_LOG_FULL = 0x140, "Cross-Controller Reset Log Page Full";
+    /// Cross-Controller Reset: more resets in progress than the controller's CCRL.
+    CCR_LIMIT_EXCEEDED = 0x141, "Cross-Controller Reset Limit Exceeded";
     /// Fabrics Connect: "Connect Incompatible Format" (NVMe-oF 1.1, Figure 21).
     CONNECT_INCOMPATIBLE_FORMAT = 0x180, "Connect Incompatible Format";
     CONNECT_CONTROLLER_BUSY = 0x181, "Connect Controller Busy";

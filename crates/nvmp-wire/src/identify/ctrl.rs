@@ -1,9 +1,10 @@
 //! Identify Controller data structure (NVMe Base 2.0, Figure 275; fabrics
-//! fields from NVMe-oF 1.1, Figure 40).
+//! fields from NVMe-oF 1.1, Figure 40; CIU, CIRN, CQT and CCRL from NVMe
+//! Base 2.3 / TP8028: bytes 135, 143:136, 387:386 and 1807).
 
 use super::IDENTIFY_LEN;
 use crate::error::DecodeError;
-use crate::field::{at, put, slice_at, u16_at, u32_at, u8_at};
+use crate::field::{at, put, slice_at, u16_at, u32_at, u64_at, u8_at};
 use crate::text;
 
 /// CMIC bits.
@@ -40,8 +41,14 @@ pub struct IdentifyController {
     pub ctratt: u32,
     /// 1 I/O controller, 2 discovery controller, 3 administrative controller.
     pub cntrltype: u8,
-    /// Command Retry Delay Times 1-3, in 100 ms units.
+    /// Command Retry Delay Times 1-3, in 100 ms units (bytes 133:128).
     pub crdt: [u16; 3],
+    /// Controller Instance Uniquifier (byte 135): changes when a CNTLID is
+    /// reused for a new controller instance.
+    pub ciu: u8,
+    /// Controller Instance Random Number (bytes 143:136), chosen at random
+    /// for each controller instance.
+    pub cirn: u64,
     pub oacs: u16,
     pub acl: u8,
     pub aerl: u8,
@@ -56,6 +63,10 @@ pub struct IdentifyController {
     pub anacap: u8,
     pub anagrpmax: u32,
     pub nanagrpid: u32,
+    /// Command Quiesce Time (bytes 387:386), ms: "the expected worst-case
+    /// time … for the controller to quiesce all outstanding commands after
+    /// a Keep Alive Timeout or other communication loss" (0 = not reported).
+    pub cqt: u16,
     pub sqes: u8,
     pub cqes: u8,
     pub maxcmd: u16,
@@ -79,6 +90,9 @@ pub struct IdentifyController {
     pub fcatt: u8,
     pub msdbd: u8,
     pub ofcs: u16,
+    /// Cross-Controller Reset Limit (byte 1807): resets this controller can
+    /// have in progress at once (0 = Cross-Controller Reset not supported).
+    pub ccrl: u8,
 }
 
 impl IdentifyController {
@@ -101,8 +115,10 @@ impl IdentifyController {
         put(&mut b, 96, &self.ctratt.to_le_bytes());
         b[111] = self.cntrltype;
         for (i, c) in self.crdt.iter().enumerate() {
-            put(&mut b, 134 + 2 * i, &c.to_le_bytes());
+            put(&mut b, 128 + 2 * i, &c.to_le_bytes());
         }
+        b[135] = self.ciu;
+        put(&mut b, 136, &self.cirn.to_le_bytes());
         put(&mut b, 256, &self.oacs.to_le_bytes());
         b[258] = self.acl;
         b[259] = self.aerl;
@@ -115,6 +131,7 @@ impl IdentifyController {
         b[344] = self.anacap;
         put(&mut b, 348, &self.anagrpmax.to_le_bytes());
         put(&mut b, 352, &self.nanagrpid.to_le_bytes());
+        put(&mut b, 386, &self.cqt.to_le_bytes());
         b[512] = self.sqes;
         b[513] = self.cqes;
         put(&mut b, 514, &self.maxcmd.to_le_bytes());
@@ -134,6 +151,7 @@ impl IdentifyController {
         b[1802] = self.fcatt;
         b[1803] = self.msdbd;
         put(&mut b, 1804, &self.ofcs.to_le_bytes());
+        b[1807] = self.ccrl;
         b
     }
 
@@ -141,9 +159,9 @@ impl IdentifyController {
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         let b = slice_at(buf, "IdentifyController", 0, IDENTIFY_LEN)?;
         let crdt = [
-            u16_at(b, "IdCtrl.CRDT1", 134)?,
-            u16_at(b, "IdCtrl.CRDT2", 136)?,
-            u16_at(b, "IdCtrl.CRDT3", 138)?,
+            u16_at(b, "IdCtrl.CRDT1", 128)?,
+            u16_at(b, "IdCtrl.CRDT2", 130)?,
+            u16_at(b, "IdCtrl.CRDT3", 132)?,
         ];
         Ok(Self {
             vid: u16_at(b, "IdCtrl.VID", 0)?,
@@ -163,6 +181,8 @@ impl IdentifyController {
             ctratt: u32_at(b, "IdCtrl.CTRATT", 96)?,
             cntrltype: u8_at(b, "IdCtrl.CNTRLTYPE", 111)?,
             crdt,
+            ciu: u8_at(b, "IdCtrl.CIU", 135)?,
+            cirn: u64_at(b, "IdCtrl.CIRN", 136)?,
             oacs: u16_at(b, "IdCtrl.OACS", 256)?,
             acl: u8_at(b, "IdCtrl.ACL", 258)?,
             aerl: u8_at(b, "IdCtrl.AERL", 259)?,
@@ -175,6 +195,7 @@ impl IdentifyController {
             anacap: u8_at(b, "IdCtrl.ANACAP", 344)?,
             anagrpmax: u32_at(b, "IdCtrl.ANAGRPMAX", 348)?,
             nanagrpid: u32_at(b, "IdCtrl.NANAGRPID", 352)?,
+            cqt: u16_at(b, "IdCtrl.CQT", 386)?,
             sqes: u8_at(b, "IdCtrl.SQES", 512)?,
             cqes: u8_at(b, "IdCtrl.CQES", 513)?,
             maxcmd: u16_at(b, "IdCtrl.MAXCMD", 514)?,
@@ -198,6 +219,7 @@ impl IdentifyController {
             fcatt: u8_at(b, "IdCtrl.FCATT", 1802)?,
             msdbd: u8_at(b, "IdCtrl.MSDBD", 1803)?,
             ofcs: u16_at(b, "IdCtrl.OFCS", 1804)?,
+            ccrl: u8_at(b, "IdCtrl.CCRL", 1807)?,
         })
     }
 
@@ -210,6 +232,10 @@ impl IdentifyController {
     }
     pub fn has_ana(&self) -> bool {
         self.cmic & cmic::ANA != 0
+    }
+    /// Whether the controller takes Cross-Controller Reset commands (CCRL > 0).
+    pub fn supports_ccr(&self) -> bool {
+        self.ccrl > 0
     }
 }
 

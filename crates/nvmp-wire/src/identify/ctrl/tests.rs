@@ -26,7 +26,9 @@ fn known() -> Vec<u8> {
     le(&mut b, 92, &[0x00, 0x09, 0x00, 0x80]); // OAES: NS attr (8), ANA (11), discovery (31)
     le(&mut b, 96, &[0x01, 0, 0, 0]); // CTRATT
     b[111] = 1; // CNTRLTYPE: I/O controller
-    le(&mut b, 134, &[10, 0, 20, 0, 30, 0]); // CRDT1..3
+    le(&mut b, 128, &[10, 0, 20, 0, 30, 0]); // CRDT1..3 (bytes 133:128)
+    b[135] = 0xA5; // CIU (NVMe 2.3)
+    le(&mut b, 136, &[1, 2, 3, 4, 5, 6, 7, 0x88]); // CIRN 8807060504030201h
     le(&mut b, 256, &[0x04, 0x00]); // OACS
     b[258] = 3; // ACL
     b[259] = 3; // AERL
@@ -39,6 +41,7 @@ fn known() -> Vec<u8> {
     b[344] = 0x5F; // ANACAP
     le(&mut b, 348, &[128, 0, 0, 0]); // ANAGRPMAX
     le(&mut b, 352, &[128, 0, 0, 0]); // NANAGRPID
+    le(&mut b, 386, &[0xE8, 0x03]); // CQT 1000 ms
     b[512] = 0x66; // SQES
     b[513] = 0x44; // CQES
     le(&mut b, 514, &[0x80, 0x00]); // MAXCMD 128
@@ -58,6 +61,7 @@ fn known() -> Vec<u8> {
     b[1802] = 0; // FCATT: dynamic controller model
     b[1803] = 1; // MSDBD
     le(&mut b, 1804, &[0x01, 0x00]); // OFCS: Disconnect supported
+    b[1807] = 4; // CCRL
     b
 }
 
@@ -77,6 +81,11 @@ fn known_bytes() {
     assert_eq!(c.ver, 0x0002_0000);
     assert_eq!((c.rtd3r, c.rtd3e, c.oaes, c.ctratt), (1, 2, 0x8000_0900, 1));
     assert_eq!((c.cntrltype, c.crdt), (1, [10, 20, 30]));
+    assert_eq!(
+        (c.ciu, c.cirn, c.cqt, c.ccrl),
+        (0xA5, 0x8807_0605_0403_0201, 1000, 4)
+    );
+    assert!(c.supports_ccr());
     assert_eq!(
         (c.oacs, c.acl, c.aerl, c.frmw, c.lpa, c.elpe, c.npss),
         (4, 3, 3, 3, 4, 0x7F, 0)
@@ -123,7 +132,7 @@ fn strict() {
 
 prop_compose! {
     fn ctrl()(
-        raw in proptest::collection::vec(any::<u8>(), 128),
+        raw in proptest::collection::vec(any::<u8>(), 160),
         sn in "[!-~]([ -~]{0,18}[!-~])?", mn in "[!-~]{0,40}", fr in "[!-~]{0,8}",
         subnqn in "[!-~]{0,223}",
     ) -> IdentifyController {
@@ -133,12 +142,13 @@ prop_compose! {
             vid: g!(u16), ssvid: g!(u16), sn, mn, fr, rab: g!(u8), ieee: [g!(u8), g!(u8), g!(u8)],
             cmic: g!(u8), mdts: g!(u8), cntlid: g!(u16), ver: g!(u32), rtd3r: g!(u32), rtd3e: g!(u32),
             oaes: g!(u32), ctratt: g!(u32), cntrltype: g!(u8), crdt: [g!(u16), g!(u16), g!(u16)],
+            ciu: g!(u8), cirn: u64::from(g!(u32)) << 32 | u64::from(g!(u32)), cqt: g!(u16),
             oacs: g!(u16), acl: g!(u8), aerl: g!(u8), frmw: g!(u8), lpa: g!(u8), elpe: g!(u8),
             npss: g!(u8), kas: g!(u16), anatt: g!(u8), anacap: g!(u8), anagrpmax: g!(u32),
             nanagrpid: g!(u32), sqes: g!(u8), cqes: g!(u8), maxcmd: g!(u16), nn: g!(u32),
             oncs: g!(u16), fuses: g!(u16), fna: g!(u8), vwc: g!(u8), awun: g!(u16), awupf: g!(u16),
             sgls: g!(u32), mnan: g!(u32), subnqn, ioccsz: g!(u32), iorcsz: g!(u32), icdoff: g!(u16),
-            fcatt: g!(u8), msdbd: g!(u8), ofcs: g!(u16),
+            fcatt: g!(u8), msdbd: g!(u8), ofcs: g!(u16), ccrl: g!(u8),
         }
     }
 }

@@ -86,6 +86,20 @@ struct Shared {
     phase: watch::Sender<Phase>,
     on_fail: OnFail,
     reader: Mutex<Option<AbortHandle>>,
+    /// Set by [`Conn::watch_stalls`]: where this queue reports stalls.
+    stall: std::sync::OnceLock<Arc<StallWatch>>,
+    /// This queue is counted in `stall.stalled_queues`.
+    stalled: AtomicBool,
+}
+
+/// Stall reporting shared by the I/O queues of one controller
+/// ([`QueueCore::set_read_stall`]).
+#[derive(Debug, Default)]
+pub(crate) struct StallWatch {
+    /// I/O queues of the controller that are stalled now.
+    pub stalled_queues: std::sync::atomic::AtomicUsize,
+    /// Reads retired from stalled queues (and sent down another path).
+    pub reads_retired: std::sync::atomic::AtomicU64,
 }
 
 /// A handle on one running queue (cheap to clone).
@@ -116,6 +130,8 @@ impl Conn {
             phase: watch::channel(Phase::Connecting).0,
             on_fail,
             reader: Mutex::new(None),
+            stall: std::sync::OnceLock::new(),
+            stalled: AtomicBool::new(false),
         });
         let r = tokio::spawn(reader(sh.clone(), read));
         *lock_reader(&sh) = Some(r.abort_handle());
@@ -206,6 +222,15 @@ impl Conn {
         .await)
     }
 
+    /// Retire reads when this queue completes nothing for `after` while
+    /// commands are outstanding ([`QueueCore::set_read_stall`]); report
+    /// stalls to `watch` (the first watch given stays).
+    pub fn watch_stalls(&self, after: Option<Duration>, watch: &Arc<StallWatch>) {
+        let _ = self.sh.stall.set(watch.clone());
+        lock(&self.sh).core.set_read_stall(after);
+        self.sh.wake_timer.notify_one();
+    }
+
     /// Tear the queue down (in-flight commands complete with 0x371).
     pub fn close(&self) {
         fail(&self.sh, QueueError::Closed);
@@ -222,6 +247,9 @@ fn lock_reader(sh: &Shared) -> MutexGuard<'_, Option<AbortHandle>> {
 /// Move every finished command of the core into its cell; the wakers of
 /// their submitters go to `wake` (woken once the lock is released).
 /// Returns how many commands finished.
+/// Hand finished commands to their cells; returns the slots freed (the
+/// permits to give back): completions, less retired reads whose slots stay
+/// taken, plus retired reads' slots freed by their late response.
 fn collect(st: &mut State, wake: &mut Vec<Waker>) -> usize {
     let mut n = 0;
     while let Some((t, c)) = st.core.pop_completion() {
@@ -230,7 +258,23 @@ fn collect(st: &mut State, wake: &mut Vec<Waker>) -> usize {
             wake.push(w);
         }
     }
-    n
+    let (freed, retired) = st.core.take_slot_delta();
+    (n + freed).saturating_sub(retired)
+}
+
+/// Publish this queue's stall state to its controller (only when it changed).
+fn report_stall(sh: &Shared, stalled: bool, retired: u64) {
+    let Some(w) = sh.stall.get() else { return };
+    if sh.stalled.load(Ordering::Relaxed) != stalled && sh.stalled.swap(stalled, Ordering::AcqRel) != stalled {
+        if stalled {
+            w.stalled_queues.fetch_add(1, Ordering::AcqRel);
+        } else {
+            w.stalled_queues.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    if retired > 0 {
+        w.reads_retired.fetch_add(retired, Ordering::Relaxed);
+    }
 }
 
 /// Give back `n` slots, then wake the submitters of finished commands.
@@ -259,6 +303,7 @@ fn fail(sh: &Shared, e: QueueError) {
         collect(&mut st, &mut wake)
     };
     deliver(sh, n, &mut wake);
+    report_stall(sh, false, 0);
     sh.phase.send_replace(Phase::Failed(e.to_string()));
     sh.wake_writer.notify_one();
     sh.wake_timer.notify_one();
@@ -350,7 +395,7 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
             }
             Ok(_) => {}
         }
-        let (r, n, out, ready) = {
+        let (r, n, out, ready, unstalled) = {
             let mut st = lock(&sh);
             let was_ready = st.core.is_ready();
             let r = st.core.receive(buf);
@@ -360,9 +405,13 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
                 n,
                 st.core.has_outbound(),
                 !was_ready && st.core.is_ready(),
+                sh.stalled.load(Ordering::Relaxed) && !st.core.is_stalled(),
             )
         };
         deliver(&sh, n, &mut wake);
+        if unstalled {
+            report_stall(&sh, false, 0);
+        }
         if ready {
             sh.phase.send_replace(Phase::Ready);
         }
@@ -379,14 +428,24 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
 /// Fires command deadlines (its own task: a writer blocked on a peer that
 /// stopped reading must not stop timeouts from firing).
 async fn timer(sh: Arc<Shared>) {
+    let mut wake = Vec::new();
     loop {
-        let next = {
+        let (next, n, stalled, retired) = {
             let mut st = lock(&sh);
             if sh.closed.load(Ordering::Acquire) {
                 return;
             }
-            st.core.poll_timeout(tokio::time::Instant::now().into_std())
+            let before = st.core.reads_retired();
+            let next = st.core.poll_timeout(tokio::time::Instant::now().into_std());
+            // Reads retired from a stalled queue complete now.
+            let n = collect(&mut st, &mut wake);
+            let retired = st.core.reads_retired() - before;
+            (next, n, st.core.is_stalled(), retired)
         };
+        deliver(&sh, n, &mut wake);
+        if next.is_ok() {
+            report_stall(&sh, stalled, retired);
+        }
         match next {
             Err(e) => {
                 fail(&sh, e);

@@ -109,6 +109,23 @@ pub enum WriteFence {
     Off,
 }
 
+/// Default bound after which a queue that completes nothing while commands
+/// are outstanding has its reads sent down another path (reads are
+/// idempotent; writes wait for the controller's answer or its fence).
+/// A stalled read waits 1 to 1.5 times this.
+pub const DEFAULT_READ_STALL_MS: u64 = 500;
+
+/// When reads leave a stalled queue ([`nvmp_host::Controller::set_read_stall`]);
+/// `ReadStall(None)`: never — they wait for the I/O timeout, as with Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStall(pub Option<std::time::Duration>);
+
+impl Default for ReadStall {
+    fn default() -> Self {
+        Self(Some(std::time::Duration::from_millis(DEFAULT_READ_STALL_MS)))
+    }
+}
+
 /// Hold time when the controller has keep-alive disabled (nothing bounds
 /// the old association's life; a long, documented guess).
 pub const FENCE_WITHOUT_KATO_MS: u64 = 10_000;

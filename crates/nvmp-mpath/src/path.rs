@@ -33,6 +33,10 @@ impl CtrlEntry {
             return CtrlCondition::Gone;
         }
         match self.ctrl.state() {
+            // A queue that stopped completing commands: avoided while
+            // another path is usable, waited for (it may recover, or time
+            // out and reset) otherwise.
+            CtrlState::Live if self.ctrl.is_stalled() => CtrlCondition::Recovering,
             CtrlState::Live => CtrlCondition::Live,
             CtrlState::New | CtrlState::Connecting | CtrlState::Resetting => {
                 if self.ctrl.fast_fail_expired() {
@@ -100,6 +104,7 @@ impl Path {
             && !self.ana_pending()
             && !self.ctrl.removed.load(Relaxed)
             && self.ctrl.ctrl.state() == CtrlState::Live
+            && !self.ctrl.ctrl.is_stalled()
     }
     pub fn view(&self) -> PathView {
         PathView {
@@ -108,6 +113,7 @@ impl Path {
             ana_pending: self.ana_pending(),
             distance: 0,
             depth: self.ctrl.ctrl.outstanding(),
+            ..PathView::GONE
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct MpathConfig {
     pub requeue: RequeuePolicy,
     /// Hold writes torn down in flight before resending them (default: for KATO).
     pub fence: crate::disposition::WriteFence,
+    /// Reads leave a queue that stopped completing after this (default 500 ms).
+    pub read_stall: crate::disposition::ReadStall,
 }
 
 /// Why a controller was not linked.
@@ -180,6 +182,7 @@ impl Multipath {
         let sub = self.find_or_create_subsystem(subnqn);
         let name = format!("nvme{}", self.inner.next_ctrl.fetch_add(1, Relaxed));
         let ana_supported = id.cmic & cmic::ANA != 0;
+        ctrl.set_read_stall(self.inner.config.read_stall.0);
         let entry = Arc::new(CtrlEntry {
             ctrl: ctrl.clone(),
             name: name.clone(),

@@ -61,6 +61,8 @@ pub struct CtrlStats {
     pub bytes_written: u64,
     pub outstanding: usize,
     pub resets: u64,
+    /// Reads retired from a stalled I/O queue ([`Controller::set_read_stall`]).
+    pub reads_retired: u64,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +101,9 @@ pub(crate) struct Inner {
     rr: AtomicUsize,
     queued: AtomicUsize,
     counters: Counters,
+    /// Read stall bound in ms (0: off), applied to every association's I/O queues.
+    read_stall_ms: AtomicU64,
+    stall: Arc<crate::conn::StallWatch>,
     pub sup: mpsc::UnboundedSender<SupMsg>,
     pub dead_status: Mutex<Option<Status>>,
 }
@@ -150,7 +155,15 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .set_name(format!("ctrl-{}@{}", a.cntlid, self.opts.address()));
+        self.apply_read_stall(&a);
         self.assoc.store(Some(a));
+    }
+    fn apply_read_stall(&self, a: &Association) {
+        let ms = self.read_stall_ms.load(Ordering::Relaxed);
+        let after = (ms > 0).then(|| Duration::from_millis(ms));
+        for q in &a.io {
+            q.watch_stalls(after, &self.stall);
+        }
     }
     pub fn take_assoc(&self) -> Option<Arc<Association>> {
         self.assoc.swap(None)
@@ -224,6 +237,8 @@ impl Controller {
             rr: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             counters: Counters::default(),
+            read_stall_ms: AtomicU64::new(0),
+            stall: Arc::default(),
             sup: sup_tx,
             dead_status: Mutex::new(None),
             opts,
@@ -296,6 +311,26 @@ impl Controller {
     pub fn fast_fail_expired(&self) -> bool {
         self.inner.failfast()
     }
+    /// Complete reads at once with a path error (Command Aborted By Host,
+    /// 00h/71h) when an I/O queue has had commands outstanding and completed
+    /// nothing for `after` (None or zero: off, the default). Only for a
+    /// caller that sends such reads elsewhere: the multipath layer does, on
+    /// every controller it links (`MpathConfig::read_stall`). Writes are
+    /// never retired. Applies to the current and later associations.
+    pub fn set_read_stall(&self, after: Option<Duration>) {
+        let ms = after
+            .filter(|d| !d.is_zero())
+            .map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64);
+        self.inner.read_stall_ms.store(ms, Ordering::Relaxed);
+        if let Some(a) = self.inner.assoc() {
+            self.inner.apply_read_stall(&a);
+        }
+    }
+    /// An I/O queue completed nothing for the read stall bound while
+    /// commands were outstanding, and has not completed anything since.
+    pub fn is_stalled(&self) -> bool {
+        self.inner.stall.stalled_queues.load(Ordering::Relaxed) > 0
+    }
     /// Number of I/O queues of the current association.
     pub fn io_queues(&self) -> usize {
         self.inner.assoc().map_or(0, |a| a.io.len())
@@ -321,6 +356,7 @@ impl Controller {
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             outstanding: c.outstanding.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
+            reads_retired: self.inner.stall.reads_retired.load(Ordering::Relaxed),
         }
     }
     pub(crate) fn count_reset(inner: &Inner) {

@@ -9,6 +9,7 @@
 //! completion.
 
 pub mod slots;
+mod stall;
 #[cfg(test)]
 mod tests;
 
@@ -93,7 +94,9 @@ enum Phase {
 
 #[derive(Debug)]
 struct InFlight<T> {
-    token: T,
+    /// None: a read retired from a stalled queue ([`QueueCore::set_read_stall`]);
+    /// its slot stays taken until the late response arrives, then it is dropped.
+    token: Option<T>,
     opcode: u8,
     write: Option<Bytes>,
     /// Write bytes already sent (in capsule or H2CData).
@@ -125,6 +128,7 @@ pub struct QueueCore<T> {
     armed: Option<Instant>,
     /// A command was queued with a deadline earlier than `armed`.
     rearm: bool,
+    stall: stall::Stall,
 }
 
 impl<T> QueueCore<T> {
@@ -149,6 +153,7 @@ impl<T> QueueCore<T> {
             done: VecDeque::with_capacity(cfg.queue_size as usize),
             armed: None,
             rearm: false,
+            stall: stall::Stall::default(),
         }
     }
 
@@ -209,7 +214,7 @@ impl<T> QueueCore<T> {
         let write_len = write.as_ref().map_or(0, |w| w.len() as u32);
         let inline = write_len > 0 && write_len <= self.cfg.inline_max;
         let entry = InFlight {
-            token,
+            token: Some(token),
             opcode: sqe.opcode.0,
             sent: if inline { write_len } else { 0 },
             write: if inline || write_len == 0 {
@@ -454,6 +459,12 @@ impl<T> QueueCore<T> {
 
     fn finish(&mut self, cid: u16, mut status: Status, dw0: u32, dw1: u32) {
         if let Some(f) = self.slots.remove(cid) {
+            self.stall.responses = self.stall.responses.wrapping_add(1);
+            let Some(token) = f.token else {
+                // A retired read's late completion: its caller has moved on.
+                self.stall.zombies_freed += 1;
+                return;
+            };
             let data = match (f.single, f.assembled) {
                 _ if f.xfer_error => {
                     if status.is_success() {
@@ -466,7 +477,7 @@ impl<T> QueueCore<T> {
                 _ => Bytes::new(),
             };
             self.done.push_back((
-                f.token,
+                token,
                 Completion {
                     status,
                     dw0,
@@ -513,7 +524,11 @@ impl<T> QueueCore<T> {
             }
             None => {
                 self.rearm = false;
-                self.armed = self.next_deadline();
+                let stall_check = self.check_stall(now);
+                self.armed = match (self.next_deadline(), stall_check) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 Ok(self.armed)
             }
         }

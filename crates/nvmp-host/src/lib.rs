@@ -18,6 +18,7 @@ pub mod keepalive;
 pub mod options;
 pub mod queue;
 pub mod transport;
+mod tls;
 
 pub use command::{Completion, IoRequest};
 pub use ctrl::state::{CtrlState, Reconnect, ReconnectPolicy};

@@ -65,6 +65,9 @@ pub struct ControllerOptions {
     pub max_queued: usize,
     /// Asynchronous Event Requests kept outstanding (bounded by AERL + 1).
     pub max_aers: u8,
+    /// TLS 1.3 with this PSK on every queue (nvme-cli's `--tls`); None:
+    /// plain TCP.
+    pub tls: Option<nvmp_tls::HostKey>,
 }
 
 impl ControllerOptions {
@@ -89,6 +92,7 @@ impl ControllerOptions {
             queue_while_reconnecting: true,
             max_queued: DEFAULT_MAX_QUEUED,
             max_aers: 4,
+            tls: None,
         }
     }
 

@@ -86,6 +86,10 @@ impl ServerConfig {
     pub fn new(keys: KeyStore) -> Result<Self, TlsError> {
         let mut b = base(SslMethod::tls_server(), BOTH_SUITES)?;
         b.set_num_tickets(0)?;
+        // Servers ask for no certificate; resuming the PSK "session" needs
+        // a session ID context.
+        b.set_verify(SslVerifyMode::NONE);
+        b.set_session_id_context(b"nvmp-nvme-tcp")?;
         ffi::install_server(&mut b);
         Ok(Self {
             keys: Arc::new(keys),
@@ -169,9 +173,11 @@ pub async fn connect(tcp: TcpStream, cfg: &ClientConfig) -> Result<TlsStream, Tl
     ffi::set_client_psk(&mut ssl, cfg.psk.clone());
     let mut s = SslStream::new(ssl, Io::new(tcp.clone()))?;
     if let Err(r) = drive(&mut s, &tcp, false).await {
-        let why = if r.contains("decrypt error") {
+        // A binder that does not verify: OpenSSL answers illegal_parameter,
+        // others (GnuTLS) decrypt_error.
+        let why = if r.contains("decrypt error") || r.contains("illegal parameter") {
             format!(
-                "the target refused PSK identity {:?}: decrypt_error alert (the target has another key for it: wrong key)",
+                "the target refused PSK identity {:?}: {r} (the PSK binder does not verify: the target has another key for this identity, wrong key)",
                 cfg.psk.identity
             )
         } else if r.contains("handshake failure") {

@@ -17,6 +17,7 @@ pub mod error;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod handshake;
+pub mod hostkey;
 pub mod identity;
 pub mod keyring;
 pub mod psk;
@@ -24,6 +25,7 @@ pub mod stream;
 
 pub use error::{KeyError, TlsError};
 pub use handshake::{accept, connect, ClientConfig, ServerConfig, TlsPeer};
+pub use hostkey::HostKey;
 pub use identity::PskIdentity;
 pub use keyring::{append_key_file, KeyStore, LookupError};
 pub use psk::{ConfiguredPsk, PskHash, TlsPsk};

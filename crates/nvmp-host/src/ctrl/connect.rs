@@ -91,7 +91,10 @@ async fn open_queue(
     sink: &FailSink,
 ) -> Result<Conn, HostError> {
     let t = Duration::from_millis(opts.connect_timeout_ms);
-    let (r, w) = connect_timeout(connector, &opts.address(), t).await?;
+    let (r, w) = match &opts.tls {
+        None => connect_timeout(connector, &opts.address(), t).await?,
+        Some(key) => crate::tls::connect(opts, key, t).await?,
+    };
     let sink = sink.clone();
     let q = Conn::start(r, w, cfg, Box::new(move |qid, e| sink(gen, qid, e)));
     q.wait_ready(t).await?;

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Virtual in paused tests (tokio::time::pause), the real clock otherwise.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use nvmp_host::{Completion, IoRequest};
@@ -14,6 +16,7 @@ use nvmp_wire::{Status, StatusCode};
 
 use crate::disposition::{decide, fence_ms, Attempts, Disposition, RetryLimits, WriteFence};
 use crate::ids::NsIds;
+use crate::latency::Timing;
 use crate::path::Path;
 use crate::policy::IoPolicy;
 use crate::select::{select, PathView, Selection};
@@ -174,7 +177,7 @@ impl NamespaceHead {
 
     /// Pick a path. `avoid` is the path a command just failed on: it is not
     /// chosen again for that command while another path is usable.
-    fn choose(&self, paths: &[Arc<Path>], avoid: Option<&Arc<Path>>) -> Selection {
+    fn choose(&self, paths: &[Arc<Path>], avoid: Option<&Arc<Path>>, tm: &Timing) -> Selection {
         let cur = self.current.load(Relaxed);
         let policy = self.policy();
         // Fast path for the sticky policy: the current path is still optimized.
@@ -185,16 +188,13 @@ impl NamespaceHead {
                 }
             }
         }
-        let mut views = [PathView {
-            ctrl: crate::select::CtrlCondition::Gone,
-            ana: nvmp_wire::log::AnaState::INACCESSIBLE,
-            ana_pending: false,
-            distance: 0,
-            depth: 0,
-        }; MAX_PATHS];
+        let mut views = [PathView::GONE; MAX_PATHS];
         let n = paths.len().min(MAX_PATHS);
         for (v, p) in views.iter_mut().zip(paths.iter()) {
             *v = p.view();
+        }
+        if policy == IoPolicy::ServiceTime {
+            crate::latency::annotate(&mut views[..n], paths, tm);
         }
         let current = (cur < n).then_some(cur);
         let mut s = select(&views[..n], policy, current);
@@ -227,9 +227,10 @@ impl NamespaceHead {
     /// as the controller's own, and the hot path does no more than choose.
     pub async fn submit(&self, mut req: IoRequest) -> Completion {
         req.sqe.nsid = self.nsid;
+        let tm = Timing::start(self.policy(), &req);
         let first = {
             let paths = self.paths.load();
-            match self.choose(&paths, None) {
+            match self.choose(&paths, None, &tm) {
                 Selection::Path(i) => Some(paths[i].clone()),
                 _ => None,
             }
@@ -240,7 +241,7 @@ impl NamespaceHead {
         let c = path.ctrl.ctrl.submit(req.clone()).await;
         if c.status.is_success() {
             let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
-            path.stats.record_ok(bytes as u64);
+            path.stats.record_ok(bytes as u64, &tm);
             return c;
         }
         Box::pin(self.submit_slow(req, Some((path, c)))).await
@@ -260,14 +261,18 @@ impl NamespaceHead {
             let (path, c) = match last.take() {
                 Some(pc) => pc,
                 None => {
-                    let path = match self.wait_for_path(avoid.as_ref(), &mut wait_started).await {
+                    let tm = Timing::untimed(&req);
+                    let path = match self
+                        .wait_for_path(avoid.as_ref(), &mut wait_started, &tm)
+                        .await
+                    {
                         Ok(p) => p,
                         Err(c) => return c,
                     };
                     let c = path.ctrl.ctrl.submit(req.clone()).await;
                     if c.status.is_success() {
                         let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
-                        path.stats.record_ok(bytes as u64);
+                        path.stats.record_ok(bytes as u64, &tm);
                         return c;
                     }
                     (path, c)
@@ -313,11 +318,12 @@ impl NamespaceHead {
         &self,
         avoid: Option<&Arc<Path>>,
         wait_started: &mut Option<Instant>,
+        tm: &Timing,
     ) -> Result<Arc<Path>, Completion> {
         loop {
             let chosen = {
                 let paths = self.paths.load();
-                match self.choose(&paths, avoid) {
+                match self.choose(&paths, avoid, tm) {
                     Selection::Path(i) => Some(paths[i].clone()),
                     _ => None,
                 }
@@ -332,7 +338,7 @@ impl NamespaceHead {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.choose(&self.paths(), avoid) {
+            match self.choose(&self.paths(), avoid, tm) {
                 Selection::Path(_) => continue,
                 Selection::Requeue => {}
                 Selection::Fail => {

@@ -22,6 +22,7 @@ mod blockdev;
 pub mod disposition;
 pub mod head;
 pub mod ids;
+pub mod latency;
 mod monitor;
 pub mod path;
 pub mod policy;

@@ -18,15 +18,27 @@ pub enum IoPolicy {
     RoundRobin,
     /// The usable path with the fewest outstanding commands (optimized first).
     QueueDepth,
+    /// Adaptive: among the usable paths of the best ANA state, the one with
+    /// the shortest expected completion time — its measured latency (a
+    /// decaying average per I/O size class) times its outstanding commands
+    /// plus one; a path that has not completed anything for a while is
+    /// probed with one command so that its recovery is seen.
+    ServiceTime,
 }
 
 impl IoPolicy {
-    pub const ALL: [IoPolicy; 3] = [IoPolicy::Numa, IoPolicy::RoundRobin, IoPolicy::QueueDepth];
+    pub const ALL: [IoPolicy; 4] = [
+        IoPolicy::Numa,
+        IoPolicy::RoundRobin,
+        IoPolicy::QueueDepth,
+        IoPolicy::ServiceTime,
+    ];
     pub const fn as_str(self) -> &'static str {
         match self {
             IoPolicy::Numa => "numa",
             IoPolicy::RoundRobin => "round-robin",
             IoPolicy::QueueDepth => "queue-depth",
+            IoPolicy::ServiceTime => "service-time",
         }
     }
 }
@@ -39,7 +51,7 @@ impl fmt::Display for IoPolicy {
 
 /// An unknown policy name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown I/O policy {0:?} (expected numa, round-robin or queue-depth)")]
+#[error("unknown I/O policy {0:?} (expected numa, round-robin, queue-depth or service-time)")]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for IoPolicy {
@@ -49,6 +61,7 @@ impl FromStr for IoPolicy {
             "numa" => Ok(IoPolicy::Numa),
             "round-robin" | "rr" => Ok(IoPolicy::RoundRobin),
             "queue-depth" | "qd" => Ok(IoPolicy::QueueDepth),
+            "service-time" | "st" | "adaptive" => Ok(IoPolicy::ServiceTime),
             other => Err(UnknownPolicy(other.to_string())),
         }
     }
@@ -63,6 +76,13 @@ mod tests {
             assert_eq!(p.as_str().parse::<IoPolicy>().unwrap(), p);
         }
         assert!("fastest".parse::<IoPolicy>().is_err());
+        assert_eq!(
+            "adaptive".parse::<IoPolicy>().unwrap(),
+            IoPolicy::ServiceTime
+        );
+        for (i, p) in IoPolicy::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i, "the head stores the policy as its index");
+        }
         assert_eq!(IoPolicy::default(), IoPolicy::Numa);
     }
 }

@@ -31,11 +31,25 @@ pub struct PathView {
     pub ana_pending: bool,
     /// NUMA distance (0 = local).
     pub distance: u32,
-    /// Commands outstanding on the path's controller (queue-depth policy).
+    /// Commands outstanding on the path's controller (queue-depth and service-time).
     pub depth: usize,
+    /// Expected latency of one command on the path, ns (service-time; 0 = unknown).
+    pub latency_ns: u64,
+    /// The path is due a probe (service-time): nothing outstanding, no completion for a while.
+    pub probe: bool,
 }
 
 impl PathView {
+    /// A path that serves nothing (the filler of fixed-size view arrays).
+    pub const GONE: PathView = PathView {
+        ctrl: CtrlCondition::Gone,
+        ana: AnaState::INACCESSIBLE,
+        ana_pending: false,
+        distance: 0,
+        depth: 0,
+        latency_ns: 0,
+        probe: false,
+    };
     pub fn is_usable(&self) -> bool {
         self.ctrl == CtrlCondition::Live && !self.ana_pending && self.ana.is_usable()
     }
@@ -75,6 +89,7 @@ pub fn select(paths: &[PathView], policy: IoPolicy, current: Option<usize>) -> S
         IoPolicy::Numa => numa(paths, current),
         IoPolicy::RoundRobin => round_robin(paths, current),
         IoPolicy::QueueDepth => queue_depth(paths),
+        IoPolicy::ServiceTime => service_time(paths),
     };
     match found {
         Some(i) => Selection::Path(i),
@@ -95,14 +110,14 @@ fn numa(paths: &[PathView], current: Option<usize>) -> Option<usize> {
 
 /// The nearest optimized path, else the nearest non-optimized one; ties go to the first.
 pub fn nearest(paths: &[PathView]) -> Option<usize> {
-    best_by(paths, |p| p.distance as usize)
+    best_by(paths, |p| p.distance as u64)
 }
 
 /// The usable path with the smallest `key`, optimized paths first; ties go
 /// to the first. Stops early at an optimized path with key 0.
-fn best_by(paths: &[PathView], key: impl Fn(&PathView) -> usize) -> Option<usize> {
-    let mut best_opt: Option<(usize, usize)> = None;
-    let mut best_non: Option<(usize, usize)> = None;
+fn best_by(paths: &[PathView], key: impl Fn(&PathView) -> u64) -> Option<usize> {
+    let mut best_opt: Option<(u64, usize)> = None;
+    let mut best_non: Option<(u64, usize)> = None;
     for (i, p) in paths.iter().enumerate() {
         if !p.is_usable() {
             continue;
@@ -157,7 +172,28 @@ fn round_robin(paths: &[PathView], current: Option<usize>) -> Option<usize> {
 /// The optimized path with the fewest outstanding commands, else the
 /// non-optimized one with the fewest.
 fn queue_depth(paths: &[PathView]) -> Option<usize> {
-    best_by(paths, |p| p.depth)
+    best_by(paths, |p| p.depth as u64)
+}
+
+/// The expected completion time of one more command on a path: its
+/// latency estimate times its outstanding commands plus one. A path due a
+/// probe scores 0, one never measured its depth (a few ns: it is chosen
+/// before any measured path, the least loaded first).
+pub fn expected_ns(p: &PathView) -> u64 {
+    if p.probe {
+        return 0;
+    }
+    if p.latency_ns == 0 {
+        return p.depth as u64;
+    }
+    p.latency_ns.saturating_mul(p.depth as u64 + 1)
+}
+
+/// The optimized path with the shortest expected completion time, else the
+/// non-optimized one; a path due a probe (or never measured) first; ties
+/// to the first.
+fn service_time(paths: &[PathView]) -> Option<usize> {
+    best_by(paths, expected_ns)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::latency::{PathLatency, Timing};
+
 /// Per-path counters. Relaxed atomics: one increment per completed command.
 #[derive(Debug, Default)]
 pub struct PathStats {
@@ -10,12 +12,17 @@ pub struct PathStats {
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
     pub failovers: AtomicU64,
+    /// Completion latency (measured while the policy is `service-time`).
+    pub latency: PathLatency,
 }
 
 impl PathStats {
-    pub fn record_ok(&self, bytes: u64) {
+    /// A command completed successfully; `tm` records its latency if it was timed.
+    #[inline]
+    pub fn record_ok(&self, bytes: u64, tm: &Timing) {
         self.ios.fetch_add(1, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+        tm.finish(&self.latency);
     }
 }
 
@@ -55,6 +62,13 @@ pub struct PathSnapshot {
     pub bytes: u64,
     pub errors: u64,
     pub failovers: u64,
+    /// Decaying average completion latency, µs (0: not measured — only the
+    /// `service-time` policy measures).
+    #[serde(default)]
+    pub latency_us: u64,
+    /// The same per size class (up to 4k, 16k, 64k, larger), µs.
+    #[serde(default)]
+    pub latency_class_us: [u64; crate::latency::CLASSES],
 }
 
 /// Snapshot of one namespace head.

@@ -108,6 +108,8 @@ fn head_snapshot(h: &NamespaceHead) -> HeadSnapshot {
             bytes: p.stats.bytes.load(R),
             errors: p.stats.errors.load(R),
             failovers: p.stats.failovers.load(R),
+            latency_us: p.stats.latency.average_ns() / 1000,
+            latency_class_us: p.stats.latency.class_averages_ns().map(|n| n / 1000),
         })
         .collect();
     HeadSnapshot {

@@ -12,6 +12,8 @@ fn p(ana: AnaState) -> PathView {
         ana_pending: false,
         distance: 0,
         depth: 0,
+        latency_ns: 0,
+        probe: false,
     }
 }
 fn with_ctrl(mut v: PathView, c: CtrlCondition) -> PathView {
@@ -151,6 +153,142 @@ fn queue_depth_picks_least_loaded_optimized() {
     );
 }
 
+fn timed(ana: AnaState, latency_us: u64, depth: usize) -> PathView {
+    PathView {
+        latency_ns: latency_us * 1000,
+        depth,
+        ..p(ana)
+    }
+}
+
+const ST: IoPolicy = IoPolicy::ServiceTime;
+
+#[test]
+fn service_time_weighs_latency_by_outstanding_work() {
+    // 100 us with 10 outstanding (1.1 ms) beats 2 ms idle; at 25 outstanding (2.6 ms) it does not.
+    let fast = timed(OPT, 100, 10);
+    let slow = timed(OPT, 2000, 0);
+    assert_eq!(select(&[slow, fast], ST, None), Selection::Path(1));
+    let busy = timed(OPT, 100, 25);
+    assert_eq!(select(&[slow, busy], ST, None), Selection::Path(0));
+    // Equal latencies: the least loaded (queue-depth's choice).
+    assert_eq!(
+        select(&[timed(OPT, 100, 3), timed(OPT, 100, 2)], ST, None),
+        Selection::Path(1)
+    );
+    // Ties go to the first; the current path does not matter.
+    assert_eq!(
+        select(&[timed(OPT, 100, 0), timed(OPT, 100, 0)], ST, Some(1)),
+        Selection::Path(0)
+    );
+}
+
+#[test]
+fn service_time_keeps_to_the_best_ana_state() {
+    // A fast non-optimized path is not chosen while an optimized one is usable.
+    let slow_opt = timed(OPT, 5000, 30);
+    let fast_non = timed(NON, 10, 0);
+    assert_eq!(select(&[fast_non, slow_opt], ST, None), Selection::Path(1));
+    // Nor probed.
+    let mut probe_non = fast_non;
+    probe_non.probe = true;
+    assert_eq!(select(&[probe_non, slow_opt], ST, None), Selection::Path(1));
+    // Without an optimized path, the best non-optimized one.
+    assert_eq!(
+        select(
+            &[p(INACC), timed(NON, 900, 0), timed(NON, 300, 1)],
+            ST,
+            None
+        ),
+        Selection::Path(2)
+    );
+}
+
+#[test]
+fn service_time_probes_and_tries_unmeasured_paths() {
+    let fast = timed(OPT, 50, 0);
+    let mut slow = timed(OPT, 2000, 0);
+    assert_eq!(select(&[slow, fast], ST, None), Selection::Path(1));
+    // Due a probe: chosen once, even though it looks slow.
+    slow.probe = true;
+    assert_eq!(select(&[slow, fast], ST, None), Selection::Path(0));
+    // A path never measured is tried before any measured one, the least loaded first.
+    let new_a = timed(OPT, 0, 3);
+    let new_b = timed(OPT, 0, 1);
+    assert_eq!(select(&[fast, new_a, new_b], ST, None), Selection::Path(2));
+    assert_eq!(expected_ns(&new_a), 3);
+    assert_eq!(expected_ns(&timed(OPT, 100, 4)), 500_000);
+    assert_eq!(
+        expected_ns(&PathView {
+            latency_ns: u64::MAX,
+            depth: 9,
+            ..p(OPT)
+        }),
+        u64::MAX,
+        "saturates"
+    );
+}
+
+/// The statistics and the selection together: a path whose latency jumps
+/// loses its traffic as its estimate decays toward the new value, and a
+/// path that recovers is seen again through a probe.
+#[test]
+fn service_time_follows_a_delay_from_one_path_to_the_other() {
+    use crate::latency::{PathLatency, PROBE_AFTER_NS};
+    let stats = [PathLatency::default(), PathLatency::default()];
+    let mut now = 1_000_000_000u64;
+    let mut real = [2_000_000u64, 100_000]; // path 0 slow, path 1 fast
+    let choose = |stats: &[PathLatency; 2], now: u64| {
+        let views: Vec<PathView> = stats
+            .iter()
+            .map(|s| PathView {
+                latency_ns: s.estimate_ns(0),
+                probe: s.due_probe(now),
+                ..p(OPT)
+            })
+            .collect();
+        match select(&views, ST, None) {
+            Selection::Path(i) => i,
+            other => panic!("{other:?}"),
+        }
+    };
+    // QD1, one command at a time: each completes after the path's real latency.
+    let run = |stats: &[PathLatency; 2], now: &mut u64, real: [u64; 2], n: usize| {
+        let mut counts = [0usize; 2];
+        for _ in 0..n {
+            let i = choose(stats, *now);
+            *now += real[i];
+            stats[i].record_at(*now, real[i], 0);
+            counts[i] += 1;
+        }
+        counts
+    };
+    let c = run(&stats, &mut now, real, 2000);
+    assert!(c[1] > 1900, "the fast path carries nearly all: {c:?}");
+    assert!(
+        c[0] >= 2,
+        "the slow path is still probed now and then: {c:?}"
+    );
+    // The delay moves to path 1: within 1 s (of simulated time) path 0 carries the I/O again.
+    real = [100_000, 2_000_000];
+    let t_move = now;
+    let mut switched_at = None;
+    while now - t_move < 3_000_000_000 {
+        let before = now;
+        let c = run(&stats, &mut now, real, 50);
+        if c[0] >= 45 {
+            switched_at = Some(before - t_move);
+            break;
+        }
+    }
+    let at = switched_at.expect("follows the delay");
+    assert!(at <= 1_000_000_000, "followed after {at} ns");
+    assert!(
+        at <= 2 * PROBE_AFTER_NS + 200_000_000,
+        "one probe suffices: {at} ns"
+    );
+}
+
 fn arb_view() -> impl Strategy<Value = PathView> {
     (
         prop_oneof![
@@ -168,14 +306,20 @@ fn arb_view() -> impl Strategy<Value = PathView> {
         any::<bool>(),
         0u32..3,
         0usize..8,
+        prop_oneof![Just(0u64), 1u64..10_000_000],
+        any::<bool>(),
     )
-        .prop_map(|(ctrl, ana, ana_pending, distance, depth)| PathView {
-            ctrl,
-            ana,
-            ana_pending,
-            distance,
-            depth,
-        })
+        .prop_map(
+            |(ctrl, ana, ana_pending, distance, depth, latency_ns, probe)| PathView {
+                ctrl,
+                ana,
+                ana_pending,
+                distance,
+                depth,
+                latency_ns,
+                probe,
+            },
+        )
 }
 
 proptest! {
@@ -184,7 +328,7 @@ proptest! {
     /// which never picks non-optimized over optimized either); requeue and
     /// fail follow availability.
     #[test]
-    fn selection_invariants(paths in proptest::collection::vec(arb_view(), 0..6), cur in proptest::option::of(0usize..6), pol in 0usize..3) {
+    fn selection_invariants(paths in proptest::collection::vec(arb_view(), 0..6), cur in proptest::option::of(0usize..6), pol in 0usize..4) {
         let policy = IoPolicy::ALL[pol];
         let any_usable = paths.iter().any(PathView::is_usable);
         let any_opt = paths.iter().any(PathView::is_optimized);

@@ -109,7 +109,7 @@ pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<Ctr
                 }
             }
             _ = anatt => {
-                let expired = entry.ana.lock().unwrap_or_else(|e| e.into_inner()).poll_expired(std::time::Instant::now());
+                let expired = entry.ana.lock().unwrap_or_else(|e| e.into_inner()).poll_expired(tokio::time::Instant::now().into_std());
                 if expired {
                     tracing::warn!(ctrl = %entry.name, "ANA group still in change after 2 x ANATT - resetting controller");
                     entry.ctrl.reset();

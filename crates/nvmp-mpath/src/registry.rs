@@ -313,7 +313,8 @@ impl Multipath {
             .ana_log(false)
             .await
             .map_err(host_err(format!("{}: reading the ANA log", entry.name)))?;
-        let now = std::time::Instant::now();
+        // tokio's clock: virtual in paused tests.
+        let now = tokio::time::Instant::now().into_std();
         let mut t = entry.ana.lock().unwrap_or_else(|e| e.into_inner());
         t.apply(&log, now)?;
         let tracker = t.clone();

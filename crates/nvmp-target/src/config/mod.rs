@@ -28,6 +28,7 @@
 
 pub mod raw;
 mod referral;
+pub mod tls;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,6 +106,8 @@ pub struct PortSpec {
     /// Referrals to other discovery services, listed in this port's discovery log.
     pub referrals: Vec<ReferralSpec>,
     pub subsystems: Vec<String>,
+    /// TLS 1.3 on this port (`addr.tsas` `tls1.3`), see [`tls`].
+    pub tls: Option<tls::PortTls>,
 }
 
 /// Backing store of a namespace.

@@ -13,12 +13,16 @@ pub struct RawConfig {
     pub hosts: Vec<RawHost>,
     pub ports: Vec<RawPort>,
     pub subsystems: Vec<RawSubsystem>,
+    /// nvmp extension: a TLS key file (see `config::tls`).
+    pub nvmp_tls_keyring: Value,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RawHost {
     pub nqn: Value,
+    /// nvmp extension: the host's configured TLS PSK (see `config::tls`).
+    pub psk: Value,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

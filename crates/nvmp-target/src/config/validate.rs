@@ -62,6 +62,7 @@ pub fn validate(raw: &RawConfig) -> Result<TargetConfig, ConfigError> {
         }
         subsystems.push(spec);
     }
+    let tls_keys = super::tls::server_keys(raw)?;
     let mut ports = Vec::new();
     let mut skipped_ports = Vec::new();
     let mut ids = BTreeSet::new();
@@ -77,7 +78,7 @@ pub fn validate(raw: &RawConfig) -> Result<TargetConfig, ConfigError> {
             skipped_ports.push((id, trtype));
             continue;
         }
-        let spec = port(p, i, &nqns)?;
+        let spec = port(p, i, &nqns, tls_keys.as_ref())?;
         if !ids.insert(spec.portid) {
             return Err(ConfigError::new(
                 format!("ports[{i}].portid"),
@@ -94,7 +95,12 @@ pub fn validate(raw: &RawConfig) -> Result<TargetConfig, ConfigError> {
     })
 }
 
-fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
+fn port(
+    p: &RawPort,
+    i: usize,
+    nqns: &BTreeSet<String>,
+    tls_keys: Option<&nvmp_tls::ServerConfig>,
+) -> R<PortSpec> {
     let f = |s: &str| format!("ports[{i}].{s}");
     let portid: u16 = num(&p.portid, &f("portid"), "a port id (0-65535)")?;
     let a = |k: &str| p.addr.get(k);
@@ -139,6 +145,8 @@ fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
         )
     })?;
     let treq = parse_treq(a("treq").and_then(text).as_deref(), &f("addr.treq"))?;
+    let tsas = a("tsas").and_then(text);
+    let (tls, treq) = super::tls::port_tls(tsas.as_deref(), treq, tls_keys, &f)?;
     let mut referrals = Vec::new();
     for (j, r) in p.referrals.iter().enumerate() {
         if let Some(r) = super::referral::referral(r, &f(&format!("referrals[{j}]")))? {
@@ -249,6 +257,7 @@ fn port(p: &RawPort, i: usize, nqns: &BTreeSet<String>) -> R<PortSpec> {
         ana_groups,
         referrals,
         subsystems,
+        tls,
     })
 }
 

@@ -105,7 +105,13 @@ pub fn discovery_log(st: &State, ctx: &Ctx, hostnqn: &str) -> DiscoveryLog {
                 trsvcid: trsvcid.clone(),
                 subnqn: nqn.clone(),
                 traddr: traddr.clone(),
-                tsas: [0; 256],
+                tsas: {
+                    let mut t = [0; 256];
+                    if p.spec.tls.is_some() {
+                        t[0] = crate::config::tls::SECTYPE_TLS13;
+                    }
+                    t
+                },
             });
         }
     }

@@ -74,9 +74,43 @@ impl FileOps {
     }
 }
 
+/// The sending side of a connection as the driver uses it: non-blocking
+/// vectored writes and a readiness wait. Plain TCP is tokio's socket half
+/// itself (the driver is monomorphized for it: no indirection per write);
+/// TLS is [`nvmp_tls::TlsWrite`].
+pub(super) trait Wire {
+    fn try_write_vectored(&self, iov: &[IoSlice<'_>]) -> std::io::Result<usize>;
+    fn writable(&self) -> impl std::future::Future<Output = std::io::Result<()>>;
+    fn close(&mut self) -> impl std::future::Future<Output = ()>;
+}
+
+impl Wire for tokio::net::tcp::WriteHalf<'_> {
+    fn try_write_vectored(&self, iov: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        tokio::net::tcp::WriteHalf::try_write_vectored(self, iov)
+    }
+    async fn writable(&self) -> std::io::Result<()> {
+        tokio::net::tcp::WriteHalf::writable(self).await
+    }
+    async fn close(&mut self) {
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+impl Wire for nvmp_tls::TlsWrite {
+    fn try_write_vectored(&self, iov: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        nvmp_tls::TlsWrite::try_write_vectored(self, iov)
+    }
+    async fn writable(&self) -> std::io::Result<()> {
+        nvmp_tls::TlsWrite::writable(self).await
+    }
+    async fn close(&mut self) {
+        nvmp_tls::TlsWrite::close(self);
+    }
+}
+
 /// Write as much as the socket takes without waiting; returns bytes written.
-fn flush(
-    wr: &tokio::net::tcp::WriteHalf<'_>,
+fn flush<W: Wire>(
+    wr: &W,
     tx: &mut TxBuf,
     calls: &mut u64,
 ) -> std::io::Result<usize> {
@@ -98,7 +132,7 @@ fn flush(
     Ok(total)
 }
 
-/// Serve one connection until it closes.
+/// Serve one plain TCP connection until it closes.
 pub async fn serve_conn(
     shared: Arc<Shared>,
     portid: u16,
@@ -109,6 +143,22 @@ pub async fn serve_conn(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
+    let (rd, wr) = stream.split();
+    serve_io(shared, portid, rd, wr, local, peer, id, signal).await;
+}
+
+/// Serve one connection, given its halves, until it closes.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve_io<R: tokio::io::AsyncRead + Unpin, W: Wire>(
+    shared: Arc<Shared>,
+    portid: u16,
+    mut rd: R,
+    mut wr: W,
+    local: Option<std::net::SocketAddr>,
+    peer: std::net::SocketAddr,
+    id: ConnId,
+    signal: Arc<ConnSignal>,
+) {
     let limits = super::limits_of(&shared, portid);
     let faults = shared.lock().ports.get(&portid).map(|p| p.faults.clone());
     let (reply, mut io_rx) = mpsc::unbounded_channel::<(u16, IoResult)>();
@@ -132,7 +182,6 @@ pub async fn serve_conn(
     let mut buf = BytesMut::new();
     let mut accounted = 0usize;
     let (mut read_calls, mut write_calls) = (0u64, 0u64);
-    let (mut rd, wr) = stream.split();
     loop {
         // Everything the last event produced: file operations, the delay
         // fault, then as much writing as the socket takes.
@@ -257,7 +306,7 @@ pub async fn serve_conn(
         completions = tx.completions,
         "connection I/O"
     );
-    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    wr.close().await;
 }
 
 async fn sleep_opt(d: Option<Instant>) {

@@ -5,6 +5,8 @@
 //! files on a bounded pool).
 
 mod conn;
+mod tls;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,9 +131,17 @@ fn accept(shared: &Arc<Shared>, portid: u16, stream: TcpStream, peer: SocketAddr
         return; // dropping the stream closes it
     };
     tracing::debug!(port = portid, %peer, conn = id, "connection accepted");
+    let port_tls = shared
+        .lock()
+        .ports
+        .get(&portid)
+        .and_then(|p| p.spec.tls.clone());
     let shared = shared.clone();
     tokio::spawn(async move {
-        serve_conn(shared.clone(), portid, stream, peer, id, signal).await;
+        match port_tls {
+            None => serve_conn(shared.clone(), portid, stream, peer, id, signal).await,
+            Some(t) => tls::serve(shared.clone(), portid, stream, peer, id, signal, t).await,
+        }
         shared.lock().unregister_conn(id);
         tracing::debug!(port = portid, %peer, conn = id, "connection closed");
     });

@@ -1,0 +1,216 @@
+//! The multipath layer in virtual time: the real host stack and the real
+//! target, connected by in-memory pipes (the host's `Connector` trait on
+//! one end, `TargetHandle::connect_memory` on the other), on a paused tokio
+//! clock. Keep-alive, reconnect delays, requeue limits, ANATT, the write
+//! fence and failover then happen at exact, repeatable instants, in
+//! milliseconds of real time, whatever the machine's load.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use nvmp_host::{Controller, ControllerOptions, CtrlState};
+use nvmp_mpath::{MpathConfig, Multipath, NamespaceHead, RequeuePolicy};
+use nvmp_target::{FailNext, Fault, TargetHandle};
+use nvmp_wire::log::AnaState;
+use nvmp_wire::StatusCode;
+use tokio::time::Instant;
+
+/// Host options of one in-memory path: round numbers so that every instant
+/// in these tests can be worked out by hand.
+fn mem_opts(port: u16) -> ControllerOptions {
+    let mut o = ControllerOptions::new("127.0.0.1", 4420 + port, NQN);
+    o.nr_io_queues = 2;
+    o.queue_size = 32;
+    o.kato_ms = 4_000;
+    o.reconnect_delay_ms = 1_000;
+    o.ctrl_loss_tmo_s = Some(60);
+    o.io_timeout_ms = 10_000;
+    o.queue_while_reconnecting = false;
+    o
+}
+
+async fn mem_path(mp: &Multipath, t: &TargetHandle, port: u16, o: ControllerOptions) -> Controller {
+    let t2 = t.clone();
+    let connector: Arc<dyn nvmp_host::Connector> =
+        Arc::new(move |_addr: &str| t2.connect_memory(port, 1 << 20));
+    let c = Controller::connect_with(o, connector)
+        .await
+        .expect("in-memory connect");
+    mp.add_controller(c.clone()).await.expect("link");
+    c
+}
+
+struct Setup {
+    t: TargetHandle,
+    mp: Multipath,
+    head: Arc<NamespaceHead>,
+    ctrls: Vec<Controller>,
+}
+
+async fn setup(d: &TargetDef<'_>, cfg: MpathConfig) -> Setup {
+    init_tracing();
+    let (t, _addrs) = start_target(d).await;
+    let mp = Multipath::new(cfg);
+    let mut ctrls = Vec::new();
+    for port in [1u16, 2] {
+        ctrls.push(mem_path(&mp, &t, port, mem_opts(port)).await);
+    }
+    let head = mp.head(NQN, 1).expect("head");
+    assert_eq!(head.paths().len(), 2);
+    Setup { t, mp, head, ctrls }
+}
+
+fn block(lba: u64, gen: u64, head: &NamespaceHead) -> Bytes {
+    Bytes::from(block_pattern(lba, gen, head.block_size() as usize))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_path_error_fails_over_at_once() {
+    let s = setup(&TargetDef::default(), MpathConfig::default()).await;
+    s.head.write(3, block(3, 1, &s.head), false).await.unwrap();
+    // The optimized path (port 1) fails the next command with a path status.
+    s.t.set_fault(
+        1,
+        Fault {
+            fail_next: Some(FailNext {
+                count: 1,
+                status: StatusCode::HOST_PATHING_ERROR.0,
+                dnr: false,
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let got = s.head.read(3, 1).await.unwrap();
+    let took = t0.elapsed();
+    eprintln!("failover took {took:?}");
+    assert_eq!(got, block(3, 1, &s.head));
+    assert_eq!(took, Duration::ZERO, "no wait: the other path is live");
+    assert_eq!(s.head.stats.failovers.load(Relaxed), 1);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn requeued_until_a_controller_reconnects() {
+    let s = setup(&TargetDef::default(), MpathConfig::default()).await;
+    s.head.write(5, block(5, 1, &s.head), false).await.unwrap();
+    let t0 = Instant::now();
+    s.t.port_down(1).unwrap();
+    s.t.port_down(2).unwrap();
+    let h = s.head.clone();
+    let pending = tokio::spawn(async move { h.read(5, 1).await });
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        !pending.is_finished(),
+        "waits while the controllers reconnect"
+    );
+    assert_eq!(s.head.stats.waiting.load(Relaxed), 1);
+    s.t.port_up(2).unwrap();
+    let got = pending.await.unwrap().unwrap();
+    let took = t0.elapsed();
+    eprintln!("requeued read done after {took:?}");
+    assert_eq!(got, block(5, 1, &s.head));
+    // Reconnect attempts every reconnect_delay (1 s) from the loss at t0:
+    // the first after port 2 came back (2.5 s) is at 3 s.
+    assert_eq!(took, Duration::from_secs(3));
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn requeue_limit_fails_commands_at_the_limit() {
+    let cfg = MpathConfig {
+        requeue: RequeuePolicy {
+            timeout: Some(Duration::from_secs(2)),
+        },
+        ..Default::default()
+    };
+    let s = setup(&TargetDef::default(), cfg).await;
+    s.t.port_down(1).unwrap();
+    s.t.port_down(2).unwrap();
+    let t0 = Instant::now();
+    let e = s.head.read(0, 1).await.unwrap_err();
+    let took = t0.elapsed();
+    eprintln!("requeue limit: failed after {took:?}");
+    assert_eq!(e.status.code, StatusCode::HOST_PATHING_ERROR);
+    assert_eq!(took, Duration::from_secs(2));
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_torn_down_in_flight_is_held_for_kato() {
+    let s = setup(&TargetDef::default(), MpathConfig::default()).await;
+    // Port 1 swallows everything: the write is in flight there when the
+    // host's keep-alive notices and resets the controller.
+    s.t.set_fault(
+        1,
+        Fault {
+            black_hole: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut states = s.ctrls[0].watch_state();
+    let h = s.head.clone();
+    let data = block(9, 2, &s.head);
+    let d2 = data.clone();
+    let w = tokio::spawn(async move { h.write(9, d2, false).await });
+    let reset_at = loop {
+        states.changed().await.unwrap();
+        if *states.borrow() != CtrlState::Live {
+            break t0.elapsed();
+        }
+    };
+    w.await.unwrap().unwrap();
+    let took = t0.elapsed();
+    eprintln!("controller reset at {reset_at:?}, write done at {took:?}");
+    assert_eq!(
+        reset_at,
+        Duration::from_millis(4_000),
+        "keep-alive notices after KATO"
+    );
+    assert_eq!(s.head.stats.fenced.load(Relaxed), 1);
+    // Held for the lost controller's KATO after the reset, then resent.
+    assert_eq!(took - reset_at, Duration::from_millis(4_000));
+    s.t.clear_faults(1).unwrap();
+    assert_eq!(s.head.read(9, 1).await.unwrap(), data);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn anatt_expiry_resets_the_controller() {
+    let s = setup(
+        &TargetDef {
+            extra_attr: r#""nvmp_anatt": "1""#,
+            ..Default::default()
+        },
+        MpathConfig::default(),
+    )
+    .await;
+    let p0 = s.head.paths()[0].clone();
+    let mut states = s.ctrls[0].watch_state();
+    let t0 = Instant::now();
+    s.t.set_ana(1, 1, AnaState::CHANGE).unwrap();
+    let reset = loop {
+        states.changed().await.unwrap();
+        if matches!(
+            *states.borrow(),
+            CtrlState::Resetting | CtrlState::Connecting
+        ) {
+            break t0.elapsed();
+        }
+    };
+    eprintln!("ANATT reset after {reset:?}");
+    assert_eq!(reset, Duration::from_secs(2), "2 x ANATT (1 s)");
+    s.t.set_ana(1, 1, AnaState::OPTIMIZED).unwrap();
+    while !p0.view().is_optimized() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.mp.shutdown().await;
+}

@@ -10,8 +10,10 @@
 #![deny(unsafe_code)]
 
 pub mod alloc;
+pub mod bucket;
 pub mod proxy;
-pub use proxy::{FaultProxy, ProxyMode};
+pub use bucket::RateLimit;
+pub use proxy::{Direction, FaultProxy, ProxyMode};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

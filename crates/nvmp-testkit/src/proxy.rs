@@ -1,7 +1,10 @@
 //! A TCP fault proxy for tests: sits between a host and one target port and,
 //! on command, delays traffic, swallows it (a black hole: TCP stays open,
 //! nothing gets through), cuts every connection (a link going down),
-//! refuses new connections, or flips one bit in the target-to-host stream.
+//! refuses new connections, or flips one bit in the target-to-host stream;
+//! and limits the rate of each direction with a token bucket
+//! ([`FaultProxy::set_rate_limit`], shared by all the proxy's connections:
+//! one proxy is one path).
 //! The target's own fault injection covers NVMe-level faults; this covers
 //! what the network does.
 
@@ -13,6 +16,17 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::bucket::{RateLimit, TokenBucket};
+
+/// A direction of the proxied stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Host to target (commands, write data).
+    ToTarget = 0,
+    /// Target to host (completions, read data).
+    ToHost = 1,
+}
 
 /// What the proxy does with the bytes it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +52,27 @@ struct Ctl {
     corrupt_after: AtomicU64,
     connections: AtomicU64,
     corrupted: AtomicU64,
+    /// Token buckets per [`Direction`] (None: unlimited).
+    buckets: [Mutex<Option<TokenBucket>>; 2],
+    /// Bytes forwarded per [`Direction`].
+    forwarded: [AtomicU64; 2],
+}
+
+impl Ctl {
+    /// Wait until `n` bytes may pass in direction `d`, and count them.
+    async fn throttle(&self, d: Direction, n: usize) {
+        let wait = {
+            let mut b = self.buckets[d as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            b.as_mut()
+                .map(|b| b.reserve(n, tokio::time::Instant::now()))
+        };
+        if let Some(w) = wait.filter(|w| !w.is_zero()) {
+            tokio::time::sleep(w).await;
+        }
+        self.forwarded[d as usize].fetch_add(n as u64, Relaxed);
+    }
 }
 
 /// A running proxy; stops when dropped.
@@ -54,6 +89,15 @@ impl FaultProxy {
         let l = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("proxy listen");
+        Self::start_with(l, upstream)
+    }
+
+    /// Listen on `listen` and forward to `upstream`.
+    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        Ok(Self::start_with(TcpListener::bind(listen).await?, upstream))
+    }
+
+    fn start_with(l: TcpListener, upstream: SocketAddr) -> FaultProxy {
         let addr = l.local_addr().expect("proxy addr");
         let ctl = Arc::new(Ctl {
             mode: Mutex::new(ProxyMode::Pass),
@@ -62,6 +106,8 @@ impl FaultProxy {
             corrupt_after: AtomicU64::new(u64::MAX),
             connections: AtomicU64::new(0),
             corrupted: AtomicU64::new(0),
+            buckets: [Mutex::new(None), Mutex::new(None)],
+            forwarded: [AtomicU64::new(0), AtomicU64::new(0)],
         });
         let c = ctl.clone();
         let task = tokio::spawn(async move {
@@ -87,7 +133,7 @@ impl FaultProxy {
                     // Host-to-target bytes go through a queue to a writer task, so
                     // that held bytes are still delivered after the host closes.
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    let writer = tokio::spawn(deliver(rx, uw));
+                    let writer = tokio::spawn(deliver(rx, uw, c.clone()));
                     tokio::select! {
                         _ = pump_to_target(dr, tx, c.clone()) => {
                             // The host closed: wait for the held bytes to land, unless cut.
@@ -108,6 +154,9 @@ impl FaultProxy {
     /// The address hosts connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+    pub fn mode(&self) -> ProxyMode {
+        *self.ctl.mode.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub fn set_mode(&self, m: ProxyMode) {
         *self.ctl.mode.lock().unwrap_or_else(|e| e.into_inner()) = m;
@@ -131,6 +180,34 @@ impl FaultProxy {
     /// Bytes corrupted so far.
     pub fn corrupted(&self) -> u64 {
         self.ctl.corrupted.load(Relaxed)
+    }
+    /// Limit the rate of one direction (None: unlimited), for every
+    /// connection of this proxy together, from now on.
+    pub fn set_rate_limit(&self, d: Direction, limit: Option<RateLimit>) {
+        let mut b = self.ctl.buckets[d as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        *b = match (b.take(), limit) {
+            (_, None) => None,
+            (Some(mut old), Some(l)) => {
+                old.set_limit(l, now);
+                Some(old)
+            }
+            (None, Some(l)) => Some(TokenBucket::new(l, now)),
+        };
+    }
+    /// The rate limit of one direction.
+    pub fn rate_limit(&self, d: Direction) -> Option<RateLimit> {
+        self.ctl.buckets[d as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(TokenBucket::limit)
+    }
+    /// Bytes forwarded in one direction so far.
+    pub fn forwarded(&self, d: Direction) -> u64 {
+        self.ctl.forwarded[d as usize].load(Relaxed)
     }
 }
 
@@ -171,6 +248,7 @@ async fn pump(
                 }
             }
         }
+        c.throttle(Direction::ToHost, n).await;
         if w.write_all(&buf[..n]).await.is_err() {
             return;
         }
@@ -206,12 +284,17 @@ async fn pump_to_target(
 async fn deliver(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<u8>)>,
     mut w: tokio::net::tcp::OwnedWriteHalf,
+    c: Arc<Ctl>,
 ) {
     while let Some((at, chunk)) = rx.recv().await {
         tokio::time::sleep_until(at).await;
+        c.throttle(Direction::ToTarget, chunk.len()).await;
         if w.write_all(&chunk).await.is_err() {
             return;
         }
     }
     let _ = w.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests;

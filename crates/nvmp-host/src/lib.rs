@@ -30,3 +30,5 @@ pub use error::HostError;
 pub use identity::HostIdentity;
 pub use options::ControllerOptions;
 pub use transport::{Connector, TcpConnector};
+/// The TLS keys and configurations of [`ControllerOptions::tls`].
+pub use nvmp_tls;

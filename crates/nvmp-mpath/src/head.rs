@@ -294,12 +294,11 @@ impl NamespaceHead {
                     let fence = fence_ms(c.status, req.sqe.opcode, kato_ms, self.fence);
                     if fence > 0 {
                         self.stats.fenced.fetch_add(1, Relaxed);
-                        tracing::info!(head = %self.name, path = %path.name, fence_ms = fence, "write torn down in flight: held for KATO before resending");
+                        self.fence_write(&path, fence).await;
                     }
                     avoid = Some(path);
-                    let wait = delay_ms.max(fence);
-                    if wait > 0 {
-                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    if delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                     }
                 }
                 Disposition::Retry { delay_ms } => {
@@ -364,6 +363,25 @@ impl NamespaceHead {
             // Re-check at least every 250 ms: controller state changes are
             // also delivered through `wake`, this is a safety net.
             let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        }
+    }
+
+    /// A write torn down in flight on `lost` may still execute there:
+    /// resend it only once another controller reset the lost one
+    /// (Cross-Controller Reset), or after the lost controller's KATO + CQT.
+    async fn fence_write(&self, lost: &Arc<Path>, kato_fence_ms: u64) {
+        let hold_ms = crate::ccr::fallback_ms(&lost.ctrl, kato_fence_ms);
+        let deadline = Instant::now() + Duration::from_millis(hold_ms);
+        let paths = self.paths();
+        match crate::ccr::fence(&paths, lost, deadline).await {
+            crate::ccr::FenceOutcome::Reset { .. } => {
+                self.stats.fenced_by_ccr.fetch_add(1, Relaxed);
+                tracing::info!(head = %self.name, path = %lost.name, "write torn down in flight: resent after Cross-Controller Reset of its controller");
+            }
+            crate::ccr::FenceOutcome::Fallback => {
+                tracing::info!(head = %self.name, path = %lost.name, hold_ms, "write torn down in flight: held for KATO + CQT before resending");
+                tokio::time::sleep_until(deadline).await;
+            }
         }
     }
 

@@ -19,6 +19,7 @@
 
 pub mod ana;
 mod blockdev;
+pub mod ccr;
 pub mod disposition;
 pub mod head;
 pub mod ids;

@@ -25,6 +25,8 @@ pub struct CtrlEntry {
     /// Command Retry Delay times (CRDT1..3) in ms.
     pub crdt_ms: [u64; 3],
     pub removed: AtomicBool,
+    /// Cross-Controller Reset of this controller, once per lost instance.
+    pub ccr: crate::ccr::CcrFence,
 }
 
 impl CtrlEntry {

@@ -192,6 +192,7 @@ impl Multipath {
             ana_reread: tokio::sync::Notify::new(),
             crdt_ms: id.crdt.map(|c| c as u64 * 100),
             removed: AtomicBool::new(false),
+            ccr: Default::default(),
         });
         {
             let mut ctrls = sub.ctrls.lock().unwrap_or_else(|e| e.into_inner());

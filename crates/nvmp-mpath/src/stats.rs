@@ -43,6 +43,9 @@ pub struct HeadStats {
     pub waiting: AtomicU64,
     /// Writes held back by the write fence before being resent.
     pub fenced: AtomicU64,
+    /// Of those, writes resent after a Cross-Controller Reset confirmed the
+    /// lost controller could not execute them (no KATO wait).
+    pub fenced_by_ccr: AtomicU64,
 }
 
 /// Snapshot of one path.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Backend, IoOp, IoResult};
+use crate::core::ccr::GateGuard;
 
 /// Threads in the pool.
 pub const THREADS: usize = 8;
@@ -24,6 +25,10 @@ pub struct Job {
     pub cid: u16,
     pub backend: Arc<Backend>,
     pub op: IoOp,
+    /// The controller's gate, left when the operation ended (a
+    /// Cross-Controller Reset waits for it; fenced before the operation
+    /// started, the operation is dropped).
+    pub guard: GateGuard,
     pub reply: UnboundedSender<(u16, IoResult)>,
 }
 
@@ -62,9 +67,17 @@ fn worker(p: &'static Pool) {
                 q = p.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let res = job.backend.execute(&job.op);
+        let res = if job.guard.fenced() {
+            Err(std::io::Error::other("controller reset: operation dropped"))
+        } else {
+            job.backend.execute(&job.op)
+        };
+        let Job {
+            cid, guard, reply, ..
+        } = job;
+        drop(guard);
         // The connection may be gone: its result is dropped with it.
-        let _ = job.reply.send((job.cid, res));
+        let _ = reply.send((cid, res));
     }
 }
 

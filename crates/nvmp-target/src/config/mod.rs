@@ -24,7 +24,9 @@
 //! - **Multipath test knobs** (subsystem `attr`): `nvmp_anatt` (ANATT in
 //!   seconds, default 10 as nvmet), `nvmp_ana` (`"0"`: report no ANA support
 //!   in CMIC and ignore ANA states on I/O; default `"1"`), `nvmp_nmic_shared`
-//!   (`"0"`: namespaces report NMIC "not shared"; default `"1"`).
+//!   (`"0"`: namespaces report NMIC "not shared"; default `"1"`),
+//!   `nvmp_cqt_ms` (Command Quiesce Time reported in Identify Controller,
+//!   0..=65535 ms; default 1000, see `core::ccr::DEFAULT_CQT_MS`).
 
 pub mod raw;
 mod referral;
@@ -157,6 +159,8 @@ pub struct SubsystemExt {
     pub ana: bool,
     /// Namespaces report NMIC "shared" (attr `nvmp_nmic_shared`, default "1").
     pub nmic_shared: bool,
+    /// CQT in Identify Controller, ms (attr `nvmp_cqt_ms`, default 1000).
+    pub cqt_ms: u16,
 }
 
 impl Default for SubsystemExt {
@@ -165,6 +169,7 @@ impl Default for SubsystemExt {
             anatt_s: 10,
             ana: true,
             nmic_shared: true,
+            cqt_ms: crate::core::ccr::DEFAULT_CQT_MS,
         }
     }
 }

@@ -95,7 +95,7 @@ fn multipath_test_extensions() {
     assert_eq!(c.subsystems[0].ext, SubsystemExt::default());
     let ext = SAMPLE.replace(
         r#""version": "1.3"}"#,
-        r#""version": "1.3", "nvmp_anatt": "2", "nvmp_ana": "0", "nvmp_nmic_shared": "0"}"#,
+        r#""version": "1.3", "nvmp_anatt": "2", "nvmp_ana": "0", "nvmp_nmic_shared": "0", "nvmp_cqt_ms": "250"}"#,
     );
     let c = TargetConfig::from_json(&ext).unwrap();
     assert_eq!(
@@ -103,7 +103,8 @@ fn multipath_test_extensions() {
         SubsystemExt {
             anatt_s: 2,
             ana: false,
-            nmic_shared: false
+            nmic_shared: false,
+            cqt_ms: 250,
         }
     );
     let zero = SAMPLE.replace(

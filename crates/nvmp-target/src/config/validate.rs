@@ -358,6 +358,10 @@ fn subsystem(s: &RawSubsystem, i: usize, hosts: &BTreeSet<String>) -> R<Subsyste
         anatt_s,
         ana: flag(at("nvmp_ana"), &f("attr.nvmp_ana"), true)?,
         nmic_shared: flag(at("nvmp_nmic_shared"), &f("attr.nvmp_nmic_shared"), true)?,
+        cqt_ms: match at("nvmp_cqt_ms") {
+            None => crate::core::ccr::DEFAULT_CQT_MS,
+            Some(v) => num(v, &f("attr.nvmp_cqt_ms"), "a number of ms (0..=65535)")?,
+        },
     };
     Ok(SubsystemSpec {
         ext,

@@ -24,7 +24,7 @@ pub fn supported_events(discovery: bool) -> u32 {
     if discovery {
         aec::DISCOVERY_LOG_CHANGE
     } else {
-        aec::NS_ATTR_CHANGED | aec::ANA_CHANGE
+        aec::NS_ATTR_CHANGED | aec::ANA_CHANGE | nvmp_wire::admin::ccr::AEC_CCR_COMPLETED
     }
 }
 
@@ -44,6 +44,7 @@ pub fn execute(
     let _ = now;
     match sqe.opcode {
         Opcode::IDENTIFY => identify::identify(st, ctx, b, sqe),
+        Opcode::CROSS_CONTROLLER_RESET => super::ccr::execute(st, ctx, b, sqe),
         Opcode::GET_LOG_PAGE => logs::get_log_page(st, ctx, b, sqe),
         Opcode::SET_FEATURES => set_features(st, b, sqe),
         Opcode::GET_FEATURES => get_features(st, b, sqe),

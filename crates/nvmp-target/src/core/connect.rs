@@ -119,6 +119,7 @@ pub fn connect(
             events: VecDeque::new(),
             changed_ns: BTreeSet::new(),
             state: CtrlState::New,
+            ccr: super::ccr::new_instance(sub),
         };
         sub.ctrls.insert(cntlid, ctrl);
         tracing::info!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, cntlid, kato_ms = cmd.kato_ms, "controller created");

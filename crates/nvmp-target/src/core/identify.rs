@@ -36,6 +36,7 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
     let inline = port.spec.inline_data_size;
     let qs = port.spec.max_queue_size;
     let io = !b.discovery;
+    let (ciu, cirn) = super::ccr::identity(st, b);
     Some(IdentifyController {
         sn: sub.spec.serial.clone(),
         mn: sub.spec.model.clone(),
@@ -61,6 +62,13 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
         elpe: 0,
         kas: KAS,
         anatt: if io { sub.spec.ext.anatt_s } else { 0 },
+        // Cross-Controller Reset (NVMe 2.3): the instance identity a host
+        // names the controller by, the resets it may run at once, and how
+        // long its commands take to quiesce after a communication loss.
+        ciu,
+        cirn,
+        ccrl: if io { super::ccr::CCR_LIMIT } else { 0 },
+        cqt: if io { sub.spec.ext.cqt_ms } else { 0 },
         anacap: if io { ANACAP } else { 0 },
         anagrpmax: if io { MAX_ANA_GROUPS } else { 0 },
         nanagrpid: if io { MAX_ANA_GROUPS } else { 0 },

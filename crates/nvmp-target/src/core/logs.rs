@@ -216,6 +216,10 @@ pub fn get_log_page(st: &mut State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
             }
             l
         }
+        (0x1E, false) => match super::ccr::log_page(st, b, lsp) {
+            Some(l) => l,
+            None => return dnr(StatusCode::INTERNAL_ERROR),
+        },
         _ => return dnr(StatusCode::INVALID_LOG_PAGE),
     };
     // "If … offset … greater than the size of the log page … Invalid Field".

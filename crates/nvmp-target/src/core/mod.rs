@@ -2,6 +2,7 @@
 //! command handlers.
 
 pub mod admin;
+pub mod ccr;
 pub mod connect;
 pub mod identify;
 pub mod io;

@@ -25,6 +25,7 @@ use crate::backend::IoResult;
 pub use super::types::*;
 
 mod flow;
+mod hold;
 
 /// Hasher for CID / TTAG keys (u16): a multiply, no SipHash per command.
 #[derive(Default)]
@@ -102,6 +103,11 @@ pub struct Queue {
     scratch: Vec<Bytes>,
     /// New commands are held in the receive buffer (see [`Queue::holding`]).
     holding: bool,
+    /// Admission to the backends, fenced by a Cross-Controller Reset or
+    /// any teardown of the controller ([`super::ccr`]).
+    gate: Arc<super::ccr::Gate>,
+    /// I/O commands parked by the hold fault ([`hold`]).
+    held: std::collections::VecDeque<hold::Held>,
 }
 
 impl Queue {
@@ -155,6 +161,8 @@ impl Queue {
             shared,
             scratch: Vec::new(),
             holding: false,
+            gate: Arc::default(),
+            held: Default::default(),
         }
     }
 
@@ -466,7 +474,7 @@ impl Queue {
         } else {
             match &self.bound {
                 None => Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR)),
-                Some(b) if b.qid > 0 => return self.execute_io(sqe, data, now, out),
+                Some(b) if b.qid > 0 => return self.execute_or_park(sqe, data, now, out),
                 Some(b) => {
                     let mut st = self.shared.lock();
                     if let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) {
@@ -499,6 +507,7 @@ impl Queue {
                 let mut st = self.shared.lock();
                 match connect::connect(&mut st, &self.ctx, sqe, data, now) {
                     Ok((bound, c)) => {
+                        super::ccr::bind(&mut st, &bound, &self.gate);
                         if bound.qid > 0 {
                             self.view.resolve(&st, self.ctx.port, &bound);
                         }
@@ -610,7 +619,11 @@ impl Queue {
         if b.qid != 0 {
             return;
         }
-        let aens = self.shared.lock().take_aens(&b.subnqn, b.cntlid);
+        let aens = {
+            let mut st = self.shared.lock();
+            super::ccr::poll(&mut st, &b);
+            st.take_aens(&b.subnqn, b.cntlid)
+        };
         for (cid, dw0) in aens {
             self.complete(cid, Completion::dw0(dw0), out);
         }
@@ -639,6 +652,9 @@ impl Queue {
         if let Some(p) = self.partial_since {
             min(p + self.ctx.limits.pdu_stall_timeout);
         }
+        if let Some(h) = self.held.front() {
+            min(h.at);
+        }
         match &self.bound {
             None => min(self.created + self.ctx.limits.connect_timeout),
             Some(b) if b.qid == 0 => {
@@ -666,6 +682,7 @@ impl Queue {
         if self.signal.is_closed() {
             return self.close(out);
         }
+        self.release_held(now, out);
         if let Some(p) = self.partial_since {
             if now >= p + self.ctx.limits.pdu_stall_timeout {
                 tracing::warn!(

@@ -88,6 +88,8 @@ pub struct PortCounters {
 pub struct PortFaults {
     pub delay_ms: AtomicU64,
     pub black_hole: AtomicBool,
+    /// Park every I/O command this many ms before it runs (0 = off; see `core::queue::hold`).
+    pub hold_ms: AtomicU64,
     /// Fail the next N I/O commands with this status (set with [`PortFaults::set_fail_next`]).
     pub fail_next: Mutex<Option<(u32, Status)>>,
     fail_armed: AtomicBool,
@@ -204,6 +206,8 @@ pub struct Ctrl {
     pub events: VecDeque<u32>,
     pub changed_ns: BTreeSet<u32>,
     pub state: CtrlState,
+    /// Cross-Controller Reset: instance identity, queue gates, CCR log.
+    pub ccr: super::ccr::CtrlCcr,
 }
 
 impl Ctrl {
@@ -233,6 +237,8 @@ pub struct SubsysRt {
     pub namespaces: BTreeMap<u32, Arc<NsRt>>,
     pub ctrls: BTreeMap<u16, Ctrl>,
     pub next_cntlid: u16,
+    /// Cross-Controller Reset: CIU counter, controllers still quiescing.
+    pub ccr: super::ccr::SubsysCcr,
 }
 
 impl SubsysRt {
@@ -381,6 +387,7 @@ fn discovery_subsystem() -> SubsysRt {
         namespaces: BTreeMap::new(),
         ctrls: BTreeMap::new(),
         next_cntlid: 1,
+        ccr: Default::default(),
     }
 }
 
@@ -411,6 +418,7 @@ impl State {
                     namespaces,
                     ctrls: BTreeMap::new(),
                     next_cntlid: s.cntlid_min,
+                    ccr: Default::default(),
                 },
             );
         }
@@ -541,6 +549,10 @@ impl State {
             return;
         };
         c.set_state(CtrlState::Dead);
+        if let Some(s) = self.subsystems.get_mut(nqn) {
+            // No command of this controller reaches a backend from now on.
+            super::ccr::retire(s, cntlid, &c.hostnqn, &c.ccr);
+        }
         self.bump_io_epoch();
         tracing::info!(subnqn = nqn, cntlid, hostnqn = %c.hostnqn, port = c.port, reason = why, "controller torn down");
         for conn in std::iter::once(c.admin_conn).chain(c.io_queues.values().copied()) {

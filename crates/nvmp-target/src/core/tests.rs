@@ -14,6 +14,7 @@ use super::queue::{Limits, Output, Queue};
 use super::state::{Shared, State};
 use crate::config::TargetConfig;
 
+mod ccr;
 mod more;
 
 const SUB: &str = "nqn.2024-01.io.nvmp:test";
@@ -67,9 +68,9 @@ impl H {
         while let Some(o) = work.pop_front() {
             match o {
                 Output::Send(p) => res.push(p),
-                Output::Io { cid, backend, op } => {
-                    work.extend(self.q.on_io_done(cid, backend.execute(&op)))
-                }
+                Output::Io {
+                    cid, backend, op, ..
+                } => work.extend(self.q.on_io_done(cid, backend.execute(&op))),
                 Output::Close => self.closed = true,
             }
         }

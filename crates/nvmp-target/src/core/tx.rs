@@ -14,6 +14,7 @@ use nvmp_wire::crc::{crc32c, crc32c_append};
 use nvmp_wire::pdu::{flags, DataHeader, DataPdu, EncodeOptions, PduType, DATA_HLEN, DIGEST_LEN};
 use nvmp_wire::Pdu;
 
+use super::ccr::GateGuard;
 use super::types::Output;
 use crate::backend::{Backend, IoOp};
 
@@ -24,7 +25,9 @@ pub trait Sink {
     /// Send one C2HData PDU (LAST) for `cid` whose data is `parts` in order.
     fn c2h_data(&mut self, cid: u16, parts: &[Bytes], enc: EncodeOptions);
     /// Run a blocking backend operation; report with `Queue::on_io_done`.
-    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp);
+    /// `guard` holds the controller's gate open until the operation ended
+    /// (drop it after running the operation, or instead of running it).
+    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp, guard: GateGuard);
     /// Close the connection after what was sent.
     fn close(&mut self);
     /// Completions (CapsuleResp PDUs) queued and not yet sent.
@@ -49,8 +52,13 @@ impl Sink for Vec<Output> {
         }
         self.push(Output::Send(c2h(cid, b.freeze())));
     }
-    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp) {
-        self.push(Output::Io { cid, backend, op });
+    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp, guard: GateGuard) {
+        self.push(Output::Io {
+            cid,
+            backend,
+            op,
+            guard,
+        });
     }
     fn close(&mut self) {
         self.push(Output::Close);
@@ -90,7 +98,7 @@ pub struct TxBuf {
     /// End positions (in `queued` terms) of queued CapsuleResp PDUs.
     cqe_ends: VecDeque<u64>,
     /// Blocking operations to run.
-    pub io: Vec<(u16, Arc<Backend>, IoOp)>,
+    pub io: Vec<(u16, Arc<Backend>, IoOp, GateGuard)>,
     pub close: bool,
     /// CapsuleResp PDUs queued so far.
     pub completions: u64,
@@ -240,8 +248,8 @@ impl Sink for TxBuf {
         }
     }
 
-    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp) {
-        self.io.push((cid, backend, op));
+    fn io(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp, guard: GateGuard) {
+        self.io.push((cid, backend, op, guard));
     }
 
     fn close(&mut self) {

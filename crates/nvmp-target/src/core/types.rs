@@ -55,6 +55,8 @@ pub enum Output {
         cid: u16,
         backend: Arc<Backend>,
         op: IoOp,
+        /// Keeps the controller's gate open until the operation ended.
+        guard: super::ccr::GateGuard,
     },
     /// Close the connection (after sending what precedes).
     Close,

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backend::{pool, Backend, IoOp, IoResult};
+use crate::core::ccr::GateGuard;
 use crate::core::queue::Queue;
 use crate::core::state::{ConnId, ConnSignal, Shared};
 use crate::core::tx::{Sink, TxBuf, MAX_IOV};
@@ -48,14 +49,14 @@ struct Delayed {
 /// File operations of this connection.
 struct FileOps {
     running: usize,
-    waiting: VecDeque<(u16, Arc<Backend>, IoOp)>,
+    waiting: VecDeque<(u16, Arc<Backend>, IoOp, GateGuard)>,
     reply: mpsc::UnboundedSender<(u16, IoResult)>,
 }
 
 impl FileOps {
-    fn submit(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp) {
+    fn submit(&mut self, cid: u16, backend: Arc<Backend>, op: IoOp, guard: GateGuard) {
         if self.running >= pool::PER_CONN {
-            self.waiting.push_back((cid, backend, op));
+            self.waiting.push_back((cid, backend, op, guard));
             return;
         }
         self.running += 1;
@@ -63,13 +64,14 @@ impl FileOps {
             cid,
             backend,
             op,
+            guard,
             reply: self.reply.clone(),
         });
     }
     fn done(&mut self) {
         self.running -= 1;
-        if let Some((cid, b, op)) = self.waiting.pop_front() {
-            self.submit(cid, b, op);
+        if let Some((cid, b, op, guard)) = self.waiting.pop_front() {
+            self.submit(cid, b, op, guard);
         }
     }
 }
@@ -185,8 +187,8 @@ pub(super) async fn serve_io<R: tokio::io::AsyncRead + Unpin, W: Wire>(
     loop {
         // Everything the last event produced: file operations, the delay
         // fault, then as much writing as the socket takes.
-        for (cid, b, op) in tx.io.drain(..) {
-            files.submit(cid, b, op);
+        for (cid, b, op, guard) in tx.io.drain(..) {
+            files.submit(cid, b, op, guard);
         }
         let delay_ms = faults
             .as_ref()

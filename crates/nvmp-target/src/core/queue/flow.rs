@@ -13,6 +13,7 @@ use nvmp_wire::{Pdu, Sqe, StatusCode};
 
 use super::{Completion, PendingWrite, Queue};
 use crate::backend::{Backend, IoOp};
+use crate::core::ccr::GateGuard;
 use crate::core::io;
 use crate::core::tx::Sink;
 use crate::core::view::Lookup;
@@ -70,10 +71,18 @@ impl Queue {
     /// Run a backend operation: RAM in line (reads without copying), files
     /// through the driver.
     fn run(&mut self, cid: u16, backend: &Arc<Backend>, op: IoOp, out: &mut dyn Sink) {
+        // Cross-Controller Reset: once the controller is fenced nothing of
+        // it reaches a backend; an operation inside is waited for.
+        if !self.gate.enter() {
+            self.complete(cid, Completion::err(StatusCode::ABORTED_SQ_DELETED), out);
+            return self.close(out);
+        }
         match (&**backend, &op) {
             (Backend::Ram(ram), IoOp::Read { offset, len }) => {
                 let mut parts = std::mem::take(&mut self.scratch);
-                match ram.read_into(*offset, *len as u64, &mut parts) {
+                let res = ram.read_into(*offset, *len as u64, &mut parts);
+                self.gate.leave();
+                match res {
                     Ok(()) => self.complete_read(cid, &parts, out),
                     Err(e) => self.on_io_done_into(cid, Err(e), out),
                 }
@@ -82,9 +91,13 @@ impl Queue {
             }
             (Backend::Ram(_), _) => {
                 let res = backend.execute(&op);
+                self.gate.leave();
                 self.on_io_done_into(cid, res, out);
             }
-            _ => out.io(cid, backend.clone(), op),
+            _ => {
+                let guard = GateGuard::entered(self.gate.clone());
+                out.io(cid, backend.clone(), op, guard)
+            }
         }
     }
 

@@ -125,9 +125,10 @@ impl CtrlAuth {
     }
 
     fn failing(&mut self, reason: FailureReason, detail: impl Into<String>) -> Event {
+        // The queue stays as it was (authenticated or not) until Failure1
+        // has been delivered.
         self.step = Step::Failure1;
         self.reason = reason;
-        self.authenticated = false;
         self.session = None;
         self.dh = None;
         Event::Failing {

@@ -34,6 +34,9 @@ pub enum HostError {
     Status { what: &'static str, status: Status },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// In-band authentication (DH-HMAC-CHAP) failed; the text names the reason.
+    #[error("authentication failed: {0}")]
+    Auth(String),
 }
 
 impl HostError {

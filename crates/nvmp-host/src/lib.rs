@@ -8,6 +8,7 @@
 //! [`identity`].
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod command;
 mod conn;
 pub mod ctrl;

@@ -65,6 +65,14 @@ pub struct ControllerOptions {
     pub max_queued: usize,
     /// Asynchronous Event Requests kept outstanding (bounded by AERL + 1).
     pub max_aers: u8,
+    /// DH-HMAC-CHAP host key (`--dhchap-secret`), used when the controller
+    /// requires authentication.
+    pub dhchap_secret: Option<nvmp_auth::Secret>,
+    /// DH-HMAC-CHAP controller key (`--dhchap-ctrl-secret`): the controller
+    /// must authenticate itself too (bidirectional).
+    pub dhchap_ctrl_secret: Option<nvmp_auth::Secret>,
+    /// DH groups offered in AUTH_Negotiate; empty: all (as Linux).
+    pub dhchap_dhgroups: Vec<nvmp_auth::DhGroup>,
     /// TLS 1.3 with this PSK on every queue (nvme-cli's `--tls`); None:
     /// plain TCP.
     pub tls: Option<nvmp_tls::HostKey>,
@@ -92,6 +100,9 @@ impl ControllerOptions {
             queue_while_reconnecting: true,
             max_queued: DEFAULT_MAX_QUEUED,
             max_aers: 4,
+            dhchap_secret: None,
+            dhchap_ctrl_secret: None,
+            dhchap_dhgroups: Vec::new(),
             tls: None,
         }
     }

@@ -128,9 +128,17 @@ fn connect_req(
 
 /// Fabrics Connect on a queue; returns the CNTLID. A rejection is
 /// [`HostError::ConnectRejected`] (with the status, DNR included).
-async fn fabrics_connect(q: &Conn, req: IoRequest, timeout: Duration) -> Result<u16, HostError> {
+async fn fabrics_connect(
+    q: &Conn,
+    req: IoRequest,
+    timeout: Duration,
+    opts: &ControllerOptions,
+    qid: u16,
+) -> Result<u16, HostError> {
     let c = q.submit(req, Some(timeout)).await;
     if c.status.is_success() {
+        // In-band authentication when the controller requires it (AUTHREQ).
+        crate::auth::after_connect(q, opts, qid, c.dw0, timeout).await?;
         Ok(c.dw0 as u16)
     } else if c.status.code == nvmp_wire::StatusCode::ABORTED_BY_HOST {
         Err(HostError::Closed("connection lost during Connect".into()))
@@ -209,7 +217,7 @@ async fn bring_up(
     // Admin Connect: dynamic controller model (CNTLID FFFFh), KATO.
     let kato = opts.kato_ms;
     let req = connect_req(opts, 0, ADMIN_QUEUE_SIZE - 1, 0xFFFF, kato);
-    let cntlid = fabrics_connect(&admin, req, at).await?;
+    let cntlid = fabrics_connect(&admin, req, at, opts, 0).await?;
     let cap = prop_get(&admin, prop::CAP, true, at).await?;
     let vs = prop_get(&admin, prop::VS, false, at).await? as u32;
     // Enable: CC.EN = 1, I/O SQ entry 2^6, CQ entry 2^4; wait CSTS.RDY within CAP.TO.
@@ -334,7 +342,7 @@ async fn bring_up(
             };
             io.push(q.clone());
             let req = connect_req(opts, qid, qs - 1, cntlid, 0);
-            if let Err(e) = fabrics_connect(&q, req, at).await {
+            if let Err(e) = fabrics_connect(&q, req, at, opts, qid).await {
                 io.iter().for_each(Conn::close);
                 return Err(e);
             }

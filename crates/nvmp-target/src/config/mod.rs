@@ -28,6 +28,7 @@
 //!   `nvmp_cqt_ms` (Command Quiesce Time reported in Identify Controller,
 //!   0..=65535 ms; default 1000, see `core::ccr::DEFAULT_CQT_MS`).
 
+pub mod dhchap;
 pub mod raw;
 mod referral;
 pub mod tls;
@@ -178,6 +179,8 @@ impl Default for SubsystemExt {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TargetConfig {
     pub hosts: BTreeSet<String>,
+    /// DH-HMAC-CHAP settings of hosts that have a key (`hosts[].dhchap`).
+    pub dhchap: dhchap::DhchapMap,
     pub ports: Vec<PortSpec>,
     pub subsystems: Vec<SubsystemSpec>,
     /// Ports nvmetcli accepts but this target cannot serve (RDMA, FC,

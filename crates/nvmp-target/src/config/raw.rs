@@ -21,6 +21,8 @@ pub struct RawConfig {
 #[serde(default)]
 pub struct RawHost {
     pub nqn: Value,
+    /// DH-HMAC-CHAP settings (nvmp's extension, see `config::dhchap`).
+    pub dhchap: Option<super::dhchap::RawDhchap>,
     /// nvmp extension: the host's configured TLS PSK (see `config::tls`).
     pub psk: Value,
 }

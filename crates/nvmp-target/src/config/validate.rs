@@ -41,7 +41,14 @@ fn flag(v: Option<&Value>, field: &str, default: bool) -> R<bool> {
 /// Validate a raw nvmetcli configuration.
 pub fn validate(raw: &RawConfig) -> Result<TargetConfig, ConfigError> {
     let mut hosts = BTreeSet::new();
+    let mut dhchap = super::dhchap::DhchapMap::new();
     for (i, h) in raw.hosts.iter().enumerate() {
+        if let Some(d) = &h.dhchap {
+            let n = req_text(&h.nqn, &format!("hosts[{i}].nqn"))?;
+            if let Some(spec) = super::dhchap::validate(d, &format!("hosts[{i}].dhchap"))? {
+                dhchap.insert(n, spec);
+            }
+        }
         let f = format!("hosts[{i}].nqn");
         let n = req_text(&h.nqn, &f)?;
         Nqn::parse(&n)
@@ -89,6 +96,7 @@ pub fn validate(raw: &RawConfig) -> Result<TargetConfig, ConfigError> {
     }
     Ok(TargetConfig {
         hosts,
+        dhchap,
         ports,
         subsystems,
         skipped_ports,

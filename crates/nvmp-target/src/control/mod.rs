@@ -3,6 +3,7 @@
 //! and reports [`TargetStatus`]. The Unix control socket ([`socket`]) and
 //! the CLI expose the same operations.
 
+mod dhchap;
 mod memory;
 pub mod metrics;
 pub mod socket;

@@ -11,6 +11,7 @@
 //! {"op":"add_namespace","subsystem":"nqn…","namespace":{"nsid":3,"device":{"size":"16M"}}}
 //! {"op":"remove_namespace","subsystem":"nqn…","nsid":3}
 //! {"op":"link","port":2,"subsystem":"nqn…"}  {"op":"unlink","port":2,"subsystem":"nqn…"}
+//! {"op":"set_dhchap","host":"nqn…","dhchap":{"key":"DHHC-1:…","ctrl_key":"…","hash":"hmac(sha384)","dhgroup":"ffdhe3072"}}
 //! ```
 //! Responses: `{"ok":true}` (with `"status":{…}` for `status`) or
 //! `{"ok":false,"error":"…"}`.
@@ -71,6 +72,12 @@ pub enum Request {
     Unlink {
         port: u16,
         subsystem: String,
+    },
+    /// Set a host's DH-HMAC-CHAP settings (`hosts[].dhchap`'s object; null removes them).
+    SetDhchap {
+        host: String,
+        #[serde(default)]
+        dhchap: Option<serde_json::Value>,
     },
 }
 
@@ -140,6 +147,7 @@ pub fn apply(h: &TargetHandle, req: Request) -> Response {
             Request::RemoveNamespace { subsystem, nsid } => h.remove_namespace(&subsystem, nsid)?,
             Request::Link { port, subsystem } => h.link(port, &subsystem)?,
             Request::Unlink { port, subsystem } => h.unlink(port, &subsystem)?,
+            Request::SetDhchap { host, dhchap } => h.set_dhchap_json(&host, dhchap)?,
         }
         Ok(None)
     })();

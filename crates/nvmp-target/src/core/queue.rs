@@ -24,6 +24,7 @@ use crate::backend::IoResult;
 
 pub use super::types::*;
 
+mod auth;
 mod flow;
 mod hold;
 
@@ -103,6 +104,8 @@ pub struct Queue {
     scratch: Vec<Bytes>,
     /// New commands are held in the receive buffer (see [`Queue::holding`]).
     holding: bool,
+    /// In-band authentication, when the host must authenticate.
+    auth: Option<auth::QueueAuth>,
     /// Admission to the backends, fenced by a Cross-Controller Reset or
     /// any teardown of the controller ([`super::ccr`]).
     gate: Arc<super::ccr::Gate>,
@@ -161,6 +164,7 @@ impl Queue {
             shared,
             scratch: Vec::new(),
             holding: false,
+            auth: None,
             gate: Arc::default(),
             held: Default::default(),
         }
@@ -471,6 +475,8 @@ impl Queue {
         let cid = sqe.cid;
         let exec = if sqe.is_fabrics() {
             self.fabrics(&sqe, &data, now, out)
+        } else if let Some(c) = self.auth_gate() {
+            Exec::Done(c)
         } else {
             match &self.bound {
                 None => Exec::Done(Completion::err_dnr(StatusCode::COMMAND_SEQUENCE_ERROR)),
@@ -506,7 +512,8 @@ impl Queue {
                 }
                 let mut st = self.shared.lock();
                 match connect::connect(&mut st, &self.ctx, sqe, data, now) {
-                    Ok((bound, c)) => {
+                    Ok((bound, mut c)) => {
+                        self.auth = auth::on_connect(&st, &bound, &mut c, now, self.ctx.limits.connect_timeout);
                         super::ccr::bind(&mut st, &bound, &self.gate);
                         if bound.qid > 0 {
                             self.view.resolve(&st, self.ctx.port, &bound);
@@ -516,6 +523,10 @@ impl Queue {
                     }
                     Err(c) => Exec::Done(c),
                 }
+            }
+            F::AUTH_SEND | F::AUTH_RECEIVE => self.auth_command(sqe, data, now),
+            F::PROPERTY_GET | F::PROPERTY_SET if self.auth_gate().is_some() => {
+                Exec::Done(self.auth_gate().expect("checked"))
             }
             F::PROPERTY_GET | F::PROPERTY_SET => match &self.bound {
                 Some(b) if b.qid == 0 => {
@@ -655,6 +666,9 @@ impl Queue {
         if let Some(h) = self.held.front() {
             min(h.at);
         }
+        if let Some(a) = self.auth_deadline() {
+            min(a);
+        }
         match &self.bound {
             None => min(self.created + self.ctx.limits.connect_timeout),
             Some(b) if b.qid == 0 => {
@@ -683,6 +697,9 @@ impl Queue {
             return self.close(out);
         }
         self.release_held(now, out);
+        if self.auth_timer(now, out) {
+            return;
+        }
         if let Some(p) = self.partial_since {
             if now >= p + self.ctx.limits.pdu_stall_timeout {
                 tracing::warn!(

@@ -279,6 +279,8 @@ pub struct State {
     pub ports: BTreeMap<u16, PortRt>,
     pub subsystems: BTreeMap<String, SubsysRt>,
     pub hosts: BTreeSet<String>,
+    /// DH-HMAC-CHAP settings by host NQN (changed at runtime by the control socket).
+    pub dhchap: BTreeMap<String, Arc<crate::config::dhchap::DhchapSpec>>,
     /// Discovery log generation counter.
     pub genctr: u64,
     pub conns: HashMap<ConnId, ConnInfo>,
@@ -457,6 +459,11 @@ impl State {
             ports,
             subsystems,
             hosts: cfg.hosts.clone(),
+            dhchap: cfg
+                .dhchap
+                .iter()
+                .map(|(h, d)| (h.clone(), Arc::new(d.clone())))
+                .collect(),
             genctr: 1,
             conns: HashMap::new(),
             next_conn: 1,

@@ -1,0 +1,91 @@
+//! Per-host DH-HMAC-CHAP settings. Linux nvmet keeps them in configfs as the
+//! host's `dhchap_key`, `dhchap_ctrl_key`, `dhchap_hash`, `dhchap_dhgroup`;
+//! nvmetcli has no JSON field for them yet, so nvmp follows nvmetcli's rule
+//! for attribute groups (file `<group>_<name>` → `"<group>": {"<name>": …}`):
+//!
+//! ```json
+//! "hosts": [{"nqn": "nqn.…", "dhchap": {"key": "DHHC-1:00:…:", "ctrl_key": "DHHC-1:…",
+//!            "hash": "hmac(sha384)", "dhgroup": "ffdhe3072"}}]
+//! ```
+//!
+//! As in nvmet, a host is authenticated when it has a key and connects to a
+//! subsystem that lists it in `allowed_hosts` (not through `allow_any_host`,
+//! nor to the discovery subsystem). Defaults as nvmet: `hmac(sha256)`, `null`.
+
+use std::collections::BTreeMap;
+
+use nvmp_auth::{DhGroup, HashId, Secret};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::raw::text;
+use super::ConfigError;
+
+/// The raw `dhchap` object of a host.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDhchap {
+    pub key: Value,
+    pub ctrl_key: Value,
+    pub hash: Value,
+    pub dhgroup: Value,
+}
+
+/// Validated settings of one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhchapSpec {
+    pub key: Secret,
+    pub ctrl_key: Option<Secret>,
+    pub hash: HashId,
+    pub group: DhGroup,
+}
+
+fn opt(v: &Value) -> Option<String> {
+    text(v).filter(|s| !s.trim().is_empty())
+}
+
+/// Validate `hosts[i].dhchap` (`field` names it in errors). No key: None.
+pub fn validate(raw: &RawDhchap, field: &str) -> Result<Option<DhchapSpec>, ConfigError> {
+    let f = |k: &str| format!("{field}.{k}");
+    let secret = |k: &str, v: &Value| -> Result<Option<Secret>, ConfigError> {
+        opt(v)
+            .map(|s| Secret::parse(&s).map_err(|e| ConfigError::new(f(k), e.to_string())))
+            .transpose()
+    };
+    let key = secret("key", &raw.key)?;
+    let ctrl_key = secret("ctrl_key", &raw.ctrl_key)?;
+    let hash = match opt(&raw.hash) {
+        None => HashId::Sha256,
+        Some(h) => HashId::parse(&h).ok_or_else(|| {
+            ConfigError::new(
+                f("hash"),
+                format!("{h:?} is not hmac(sha256), hmac(sha384) or hmac(sha512)"),
+            )
+        })?,
+    };
+    let group = match opt(&raw.dhgroup) {
+        None => DhGroup::Null,
+        Some(g) => DhGroup::parse(&g).ok_or_else(|| {
+            ConfigError::new(
+                f("dhgroup"),
+                format!("{g:?} is not null or ffdhe2048/3072/4096/6144/8192"),
+            )
+        })?,
+    };
+    match key {
+        None if ctrl_key.is_some() => Err(ConfigError::new(
+            f("ctrl_key"),
+            "a controller key needs a host key",
+        )),
+        None => Ok(None),
+        Some(key) => Ok(Some(DhchapSpec {
+            key,
+            ctrl_key,
+            hash,
+            group,
+        })),
+    }
+}
+
+/// Settings of every host that has a key, by host NQN.
+pub type DhchapMap = BTreeMap<String, DhchapSpec>;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use nvmp_mpath::{MpathConfig, Multipath};
-use nvmp_testkit::{skip_linux_peer, LinuxPeer, PeerMode};
+use nvmp_testkit::{skip_linux_peer, FaultProxy, LinuxPeer, PeerMode};
 use nvmp_wire::log::AnaState;
 
 const PEER_NQN: &str = "nqn.2024-01.io.example:peer";
@@ -36,8 +36,13 @@ async fn linux_target_two_paths_failover_and_ana() {
             .unwrap(),
     );
     let mp = Multipath::new(MpathConfig::default());
-    for port in [p.ports[1], p.ports[2]] {
-        let mut o = path_opts(format!("127.0.0.1:{port}").parse().unwrap(), PEER_NQN);
+    // Port 1 through a fault proxy (to black-hole it below), port 2 direct.
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", p.ports[1]).parse().unwrap()).await;
+    for addr in [
+        proxy.addr(),
+        format!("127.0.0.1:{}", p.ports[2]).parse().unwrap(),
+    ] {
+        let mut o = path_opts(addr, PEER_NQN);
         o.reconnect_delay_ms = 1000;
         o.io_timeout_ms = 15_000;
         o.kato_ms = 5_000;
@@ -51,6 +56,11 @@ async fn linux_target_two_paths_failover_and_ana() {
     let (p0, p1) = (head.paths()[0].clone(), head.paths()[1].clone());
     assert_eq!(p0.ana_state(), AnaState::OPTIMIZED);
     assert_eq!(p1.ana_state(), AnaState::NON_OPTIMIZED);
+    // Linux 6.12's nvmet has no Cross-Controller Reset (CCRL 0): writes torn
+    // down in flight fall back to the KATO (+ CQT) fence.
+    let id = p0.ctrl.ctrl.id_ctrl();
+    assert!(!id.supports_ccr(), "CCRL {}", id.ccrl);
+    eprintln!("Linux target: CCRL {}, CQT {} ms", id.ccrl, id.cqt);
     assert_eq!(
         mp.head(PEER_NQN, 2).expect("head for NSID 2").paths().len(),
         2
@@ -94,13 +104,40 @@ async fn linux_target_two_paths_failover_and_ana() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // Port 1 goes silent under load: writes in flight there are torn down
+    // when keep-alive notices (KATO) and, the Linux target having no
+    // Cross-Controller Reset, held for KATO + CQT before they are resent.
+    proxy.set_mode(nvmp_testkit::ProxyMode::BlackHole);
+    wait_until("a write fenced", Duration::from_secs(40), || {
+        head.stats.fenced.load(Relaxed) > 0
+    })
+    .await;
+    let mid = stats.ios.load(Relaxed);
+    wait_until("I/O continued on port 2", Duration::from_secs(30), || {
+        stats.ios.load(Relaxed) > mid + 4
+    })
+    .await;
+    proxy.set_mode(nvmp_testkit::ProxyMode::Pass);
+    proxy.cut_all();
+    wait_until("port 1 path back", Duration::from_secs(30), || {
+        p0.view().is_optimized()
+    })
+    .await;
+
     stop.store(true, Relaxed);
     for h in hs {
         h.await.unwrap();
     }
     eprintln!(
-        "verified load: {stats:?}, head failovers {}",
-        head.stats.failovers.load(Relaxed)
+        "verified load: {stats:?}, head failovers {}, writes fenced {} (by CCR {})",
+        head.stats.failovers.load(Relaxed),
+        head.stats.fenced.load(Relaxed),
+        head.stats.fenced_by_ccr.load(Relaxed)
+    );
+    assert_eq!(
+        head.stats.fenced_by_ccr.load(Relaxed),
+        0,
+        "no CCR against a target without it: the KATO fallback"
     );
     assert_eq!(stats.data_errors.load(Relaxed), 0, "data errors");
     assert_eq!(

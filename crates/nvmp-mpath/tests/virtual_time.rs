@@ -53,12 +53,22 @@ struct Setup {
 }
 
 async fn setup(d: &TargetDef<'_>, cfg: MpathConfig) -> Setup {
+    setup_with(d, cfg, |_| {}).await
+}
+
+async fn setup_with(
+    d: &TargetDef<'_>,
+    cfg: MpathConfig,
+    tune: impl Fn(&mut ControllerOptions),
+) -> Setup {
     init_tracing();
     let (t, _addrs) = start_target(d).await;
     let mp = Multipath::new(cfg);
     let mut ctrls = Vec::new();
     for port in [1u16, 2] {
-        ctrls.push(mem_path(&mp, &t, port, mem_opts(port)).await);
+        let mut o = mem_opts(port);
+        tune(&mut o);
+        ctrls.push(mem_path(&mp, &t, port, o).await);
     }
     let head = mp.head(NQN, 1).expect("head");
     assert_eq!(head.paths().len(), 2);
@@ -142,11 +152,17 @@ async fn requeue_limit_fails_commands_at_the_limit() {
     s.mp.shutdown().await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_write_torn_down_in_flight_is_held_for_kato() {
-    let s = setup(&TargetDef::default(), MpathConfig::default()).await;
-    // Port 1 swallows everything: the write is in flight there when the
-    // host's keep-alive notices and resets the controller.
+/// Black-hole port 1, start a write there, and return when the controller
+/// of port 1 leaves live (the host's keep-alive notices) with the write's
+/// task.
+async fn write_into_black_hole(
+    s: &Setup,
+    t0: Instant,
+) -> (
+    Duration,
+    Bytes,
+    tokio::task::JoinHandle<Result<(), nvmp_mpath::IoError>>,
+) {
     s.t.set_fault(
         1,
         Fault {
@@ -155,7 +171,6 @@ async fn a_write_torn_down_in_flight_is_held_for_kato() {
         },
     )
     .unwrap();
-    let t0 = Instant::now();
     let mut states = s.ctrls[0].watch_state();
     let h = s.head.clone();
     let data = block(9, 2, &s.head);
@@ -167,17 +182,70 @@ async fn a_write_torn_down_in_flight_is_held_for_kato() {
             break t0.elapsed();
         }
     };
+    (reset_at, data, w)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_torn_down_in_flight_is_resent_after_cross_controller_reset() {
+    // The host gives up on the write after its I/O timeout (1 s), long
+    // before the target's keep-alive timeout (4 s) would end the old
+    // controller: only a Cross-Controller Reset makes resending safe then.
+    let s = setup_with(&TargetDef::default(), MpathConfig::default(), |o| {
+        o.io_timeout_ms = 1_000;
+    })
+    .await;
+    assert!(
+        s.ctrls[1].id_ctrl().supports_ccr(),
+        "nvmp's target offers CCR"
+    );
+    let t0 = Instant::now();
+    let (reset_at, data, w) = write_into_black_hole(&s, t0).await;
     w.await.unwrap().unwrap();
     let took = t0.elapsed();
     eprintln!("controller reset at {reset_at:?}, write done at {took:?}");
     assert_eq!(
         reset_at,
-        Duration::from_millis(4_000),
-        "keep-alive notices after KATO"
+        Duration::from_millis(1_000),
+        "the write timed out"
     );
     assert_eq!(s.head.stats.fenced.load(Relaxed), 1);
-    // Held for the lost controller's KATO after the reset, then resent.
-    assert_eq!(took - reset_at, Duration::from_millis(4_000));
+    assert_eq!(s.head.stats.fenced_by_ccr.load(Relaxed), 1);
+    // Resent at once (the fallback would have held it KATO + CQT = 5 s).
+    assert_eq!(took, reset_at);
+    s.t.clear_faults(1).unwrap();
+    assert_eq!(s.head.read(9, 1).await.unwrap(), data);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_live_controller_to_reset_it_a_write_waits_kato_plus_cqt() {
+    let s = setup(
+        &TargetDef {
+            extra_attr: r#""nvmp_cqt_ms": "250""#,
+            ..Default::default()
+        },
+        MpathConfig::default(),
+    )
+    .await;
+    assert_eq!(s.ctrls[0].id_ctrl().cqt, 250);
+    let t0 = Instant::now();
+    // Port 2 is down until 5.5 s: its controller reconnects at 6 s, after
+    // the write's loss at 4 s, so no live controller can reset port 1's.
+    s.t.port_down(2).unwrap();
+    let t = s.t.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        t.port_up(2).unwrap();
+    });
+    let (reset_at, data, w) = write_into_black_hole(&s, t0).await;
+    w.await.unwrap().unwrap();
+    let took = t0.elapsed();
+    eprintln!("controller reset at {reset_at:?}, write done at {took:?}");
+    assert_eq!(reset_at, Duration::from_millis(4_000));
+    assert_eq!(s.head.stats.fenced.load(Relaxed), 1);
+    assert_eq!(s.head.stats.fenced_by_ccr.load(Relaxed), 0);
+    // Held for KATO (4 s) + CQT (250 ms) from the loss.
+    assert_eq!(took - reset_at, Duration::from_millis(4_250));
     s.t.clear_faults(1).unwrap();
     assert_eq!(s.head.read(9, 1).await.unwrap(), data);
     s.mp.shutdown().await;

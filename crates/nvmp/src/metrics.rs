@@ -80,6 +80,28 @@ pub fn render(subs: &[SubsysSnapshot], nbd: Option<&NbdCounters>) -> String {
             }
         }
     }
+    let _ = writeln!(s, "# HELP nvmp_path_latency_seconds Decaying average completion latency of a path, overall and per size class (measured while the iopolicy is service-time; absent until then).\n# TYPE nvmp_path_latency_seconds gauge");
+    for sub in subs {
+        for h in &sub.heads {
+            for p in &h.paths {
+                let classes = nvmp_mpath::latency::CLASS_NAMES
+                    .iter()
+                    .zip(p.latency_class_us);
+                for (class, us) in std::iter::once((&"all", p.latency_us)).chain(classes) {
+                    if us > 0 {
+                        let _ = writeln!(
+                            s,
+                            "nvmp_path_latency_seconds{{subsystem=\"{}\",head=\"{}\",path=\"{}\",class=\"{class}\"}} {}",
+                            esc(&sub.nqn),
+                            h.name,
+                            p.name,
+                            us as f64 / 1e6
+                        );
+                    }
+                }
+            }
+        }
+    }
     let _ = writeln!(s, "# HELP nvmp_path_ana_state ANA state of a path (1 for the current state).\n# TYPE nvmp_path_ana_state gauge");
     for sub in subs {
         for h in &sub.heads {
@@ -191,4 +213,98 @@ pub async fn serve(l: TcpListener, st: State) {
         }),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use nvmp_mpath::stats::{CtrlSnapshot, HeadSnapshot, PathSnapshot, SubsysSnapshot};
+
+    fn path(name: &str, ctrl: &str, latency_us: u64) -> PathSnapshot {
+        PathSnapshot {
+            name: name.into(),
+            controller: ctrl.into(),
+            transport: "tcp".into(),
+            address: "127.0.0.1:4420".into(),
+            ctrl_state: "live".into(),
+            ana_group: 1,
+            ana_state: "optimized".into(),
+            ana_pending: false,
+            current: false,
+            outstanding: 0,
+            ios: 10,
+            bytes: 40960,
+            errors: 0,
+            failovers: 0,
+            latency_us,
+            latency_class_us: [latency_us, 0, 0, 0],
+        }
+    }
+
+    /// One subsystem, one head, two paths: nvme0 measured at 2 ms, nvme1 never.
+    pub fn snapshot() -> Vec<SubsysSnapshot> {
+        let ctrl = |name: &str| CtrlSnapshot {
+            name: name.into(),
+            cntlid: 1,
+            transport: "tcp".into(),
+            address: "127.0.0.1:4420".into(),
+            state: "live".into(),
+        };
+        vec![SubsysSnapshot {
+            name: "nvme-subsys0".into(),
+            nqn: "nqn.2024-01.x:y".into(),
+            iopolicy: "service-time".into(),
+            controllers: vec![ctrl("nvme0"), ctrl("nvme1")],
+            heads: vec![HeadSnapshot {
+                name: "nvme0n1".into(),
+                nsid: 1,
+                block_size: 512,
+                capacity_blocks: 1000,
+                nguid: String::new(),
+                uuid: String::new(),
+                requeued: 0,
+                failovers: 0,
+                errors: 0,
+                fenced: 0,
+                waiting: 0,
+                no_path_wait_ms: 0,
+                longest_wait_ms: 0,
+                paths: vec![
+                    path("nvme0c0n1", "nvme0", 2000),
+                    path("nvme0c1n1", "nvme1", 0),
+                ],
+            }],
+        }]
+    }
+
+    #[test]
+    fn latency_is_exported_where_measured() {
+        let text = super::render(&snapshot(), None);
+        assert!(text.contains("# TYPE nvmp_path_latency_seconds gauge"));
+        assert!(
+            text.contains("nvmp_path_latency_seconds{subsystem=\"nqn.2024-01.x:y\",head=\"nvme0n1\",path=\"nvme0c0n1\",class=\"all\"} 0.002\n"),
+            "{text}"
+        );
+        assert!(text.contains("path=\"nvme0c0n1\",class=\"4k\"} 0.002\n"));
+        assert!(
+            !text.contains("path=\"nvme0c0n1\",class=\"large\""),
+            "not measured"
+        );
+        assert!(!text.contains("path=\"nvme0c1n1\",class="), "not measured");
+    }
+
+    #[test]
+    fn list_subsys_shows_latency() {
+        let v = crate::cmd::list_subsys::to_json("h", "i", &snapshot());
+        let s = &v[0]["Subsystems"][0];
+        assert_eq!(s["IOPolicy"], "service-time");
+        assert_eq!(s["Paths"][0]["LatencyUs"], 2000);
+        assert_eq!(s["Paths"][1]["LatencyUs"], 0);
+        let p = &s["Namespaces"][0]["Paths"][0];
+        assert_eq!(p["LatencyUs"], 2000);
+        assert_eq!(p["LatencyClassUs"]["4k"], 2000);
+        assert_eq!(p["LatencyClassUs"]["large"], 0);
+        let t = crate::cmd::list_subsys::to_text("h", &snapshot());
+        assert!(t.contains("failovers=0 latency=2000us\n"), "{t}");
+        assert_eq!(t.matches("latency=").count(), 1, "{t}");
+    }
 }

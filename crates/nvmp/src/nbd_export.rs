@@ -97,7 +97,7 @@ pub struct NbdArgs {
     /// Serve Prometheus metrics on ADDR:PORT (/metrics).
     #[arg(long = "metrics", value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
-    /// I/O policy (numa, round-robin, queue-depth).
+    /// I/O policy (numa, round-robin, queue-depth, service-time).
     #[arg(long = "iopolicy")]
     pub iopolicy: Option<nvmp_mpath::IoPolicy>,
     /// Export read-only.

@@ -281,6 +281,31 @@ fn nbd_clients_and_failover() {
         "{}",
         stdout(&o)
     );
+    // service-time measures each path's latency: status and metrics show it.
+    let o = run(&s(&[
+        "status",
+        "--control",
+        ctl,
+        "--set-iopolicy",
+        "service-time",
+    ]));
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("iopolicy=service-time"),
+        "{}",
+        stdout(&o)
+    );
+    qemu_io_pattern(&e.uri, "0x5a", "1M", "4M");
+    let o = run(&s(&["status", "--control", ctl, "-o", "json"]));
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let paths = v[0]["Subsystems"][0]["Namespaces"][0]["Paths"]
+        .as_array()
+        .unwrap();
+    assert!(
+        paths.iter().any(|p| p["LatencyUs"].as_u64().unwrap() > 0),
+        "{v}"
+    );
 
     // Prometheus metrics.
     let mut c = std::net::TcpStream::connect(&e.metrics).unwrap();
@@ -296,6 +321,7 @@ fn nbd_clients_and_failover() {
         "nvmp_path_ana_state{",
         "nvmp_controller_state{",
         "nvmp_nbd_requests_total",
+        "nvmp_path_latency_seconds{",
     ] {
         assert!(body.contains(k), "{k} missing:\n{body}");
     }

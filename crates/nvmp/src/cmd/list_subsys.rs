@@ -14,7 +14,7 @@ use crate::paths::PathArgs;
 pub struct ListSubsysArgs {
     #[command(flatten)]
     pub paths: PathArgs,
-    /// I/O policy of the subsystem (numa, round-robin, queue-depth).
+    /// I/O policy of the subsystem (numa, round-robin, queue-depth, service-time).
     #[arg(long = "iopolicy")]
     pub iopolicy: Option<nvmp_mpath::IoPolicy>,
     /// Output format.
@@ -33,7 +33,19 @@ pub fn nvme_address(a: &str) -> String {
     }
 }
 
-/// nvme-cli's `list-subsys -o json` for one host, with nvmp's counters.
+/// A path's latency per size class, µs (0: not measured), by class name.
+fn latency_classes(p: &nvmp_mpath::stats::PathSnapshot) -> Value {
+    let m: serde_json::Map<String, Value> = nvmp_mpath::latency::CLASS_NAMES
+        .iter()
+        .zip(p.latency_class_us)
+        .map(|(n, v)| (n.to_string(), v.into()))
+        .collect();
+    Value::Object(m)
+}
+
+/// nvme-cli's `list-subsys -o json` for one host, with nvmp's counters
+/// (latency: the decaying average the service-time policy measures, µs;
+/// 0 when not measured).
 pub fn to_json(hostnqn: &str, hostid: &str, subs: &[SubsysSnapshot]) -> Value {
     let subsystems: Vec<Value> = subs
         .iter()
@@ -59,6 +71,7 @@ pub fn to_json(hostnqn: &str, hostid: &str, subs: &[SubsysSnapshot]) -> Value {
                         "Bytes": sum(|p| p.bytes),
                         "Errors": sum(|p| p.errors),
                         "Failovers": sum(|p| p.failovers),
+                        "LatencyUs": mine.first().map_or(0, |p| p.latency_us),
                     })
                 })
                 .collect();
@@ -84,6 +97,7 @@ pub fn to_json(hostnqn: &str, hostid: &str, subs: &[SubsysSnapshot]) -> Value {
                             "ANAGroup": p.ana_group, "ANAPending": p.ana_pending, "Current": p.current,
                             "State": p.ctrl_state, "Outstanding": p.outstanding, "IOs": p.ios,
                             "Bytes": p.bytes, "Errors": p.errors, "Failovers": p.failovers,
+                            "LatencyUs": p.latency_us, "LatencyClassUs": latency_classes(p),
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -127,9 +141,13 @@ pub fn to_text(hostnqn: &str, subs: &[SubsysSnapshot]) -> String {
             } else {
                 ""
             };
+            let lat = match mine.first().map_or(0, |p| p.latency_us) {
+                0 => String::new(),
+                us => format!(" latency={us}us"),
+            };
             let _ = writeln!(
                 s,
-                " +- {} {} {} {} {}{cur}  ios={ios} errors={errs} failovers={fo}",
+                " +- {} {} {} {} {}{cur}  ios={ios} errors={errs} failovers={fo}{lat}",
                 c.name,
                 c.transport,
                 nvme_address(&c.address),

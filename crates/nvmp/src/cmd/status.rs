@@ -14,7 +14,7 @@ pub struct StatusArgs {
     /// Control socket of a running `nvmp nbd`.
     #[arg(long = "control", value_name = "SOCKET")]
     pub control: PathBuf,
-    /// Change the I/O policy (numa, round-robin, queue-depth) of every subsystem (or of --subsystem).
+    /// Change the I/O policy (numa, round-robin, queue-depth, service-time) of every subsystem (or of --subsystem).
     #[arg(long = "set-iopolicy")]
     pub set_iopolicy: Option<nvmp_mpath::IoPolicy>,
     /// Subsystem NQN or name for --set-iopolicy.

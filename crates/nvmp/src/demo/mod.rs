@@ -37,7 +37,7 @@ pub struct DemoArgs {
     /// Size of the RAM namespace (suffixes).
     #[arg(long = "ns-size", value_parser = crate::size::parse_size, default_value = "64M")]
     pub ns_size: u64,
-    /// I/O policy (numa, round-robin, queue-depth).
+    /// I/O policy (numa, round-robin, queue-depth, service-time).
     #[arg(long = "iopolicy", default_value = "numa")]
     pub iopolicy: nvmp_mpath::IoPolicy,
     /// TCP ports of the two target ports (0: ephemeral).

@@ -100,6 +100,8 @@ pub(crate) struct StallWatch {
     pub stalled_queues: std::sync::atomic::AtomicUsize,
     /// Reads retired from stalled queues (and sent down another path).
     pub reads_retired: std::sync::atomic::AtomicU64,
+    /// Signalled (one permit) when a queue becomes stalled.
+    pub stalled_event: Notify,
 }
 
 /// A handle on one running queue (cheap to clone).
@@ -268,6 +270,7 @@ fn report_stall(sh: &Shared, stalled: bool, retired: u64) {
     if sh.stalled.load(Ordering::Relaxed) != stalled && sh.stalled.swap(stalled, Ordering::AcqRel) != stalled {
         if stalled {
             w.stalled_queues.fetch_add(1, Ordering::AcqRel);
+            w.stalled_event.notify_one();
         } else {
             w.stalled_queues.fetch_sub(1, Ordering::AcqRel);
         }

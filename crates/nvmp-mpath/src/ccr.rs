@@ -18,6 +18,12 @@
 //!
 //! One reset per lost controller instance (Controller ID, CIU, CIRN):
 //! every write fenced on the same loss waits for the same attempt.
+//!
+//! A controller whose I/O queue stalled (completed nothing for the read
+//! stall bound) with commands still in flight is reset the same way at
+//! once ([`crate::monitor`]): its reads already went elsewhere, and its
+//! writes are then torn down and resent without waiting for keep-alive to
+//! notice a silent path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +55,7 @@ pub struct Instance {
 /// The fence state of one controller: the last instance reset for it.
 #[derive(Debug, Default)]
 pub struct CcrFence {
+    /// The last instance a reset was confirmed for.
     last: tokio::sync::Mutex<Option<(Instance, bool)>>,
 }
 
@@ -76,27 +83,34 @@ pub fn fallback_ms(e: &CtrlEntry, kato_fence_ms: u64) -> u64 {
     kato_fence_ms + u64::from(e.ctrl.id_ctrl().cqt)
 }
 
-/// Fence the controller of `lost` through another controller among
-/// `paths`; returns by `deadline` at the latest.
+/// Fence the controller of `lost` through another controller among those
+/// of `paths`; returns by `deadline` at the latest.
 pub async fn fence(paths: &[Arc<Path>], lost: &Arc<Path>, deadline: Instant) -> FenceOutcome {
-    let entry = &lost.ctrl;
+    let others: Vec<Arc<CtrlEntry>> = paths.iter().map(|p| p.ctrl.clone()).collect();
+    fence_ctrl(&others, &lost.ctrl, deadline).await
+}
+
+/// Fence `entry` through another controller among `others`.
+pub async fn fence_ctrl(
+    others: &[Arc<CtrlEntry>],
+    entry: &Arc<CtrlEntry>,
+    deadline: Instant,
+) -> FenceOutcome {
     let inst = instance_of(entry);
     let mut g = entry.ccr.last.lock().await;
-    if let Some((done, ok)) = *g {
+    // A reset already confirmed for this instance covers every later write
+    // (an attempt that failed is tried again: another controller may be
+    // live by now).
+    if let Some((done, true)) = *g {
         if done == inst {
-            return if ok {
-                FenceOutcome::Reset {
-                    by_cntlid: u16::MAX,
-                }
-            } else {
-                FenceOutcome::Fallback
+            return FenceOutcome::Reset {
+                by_cntlid: u16::MAX,
             };
         }
     }
     let mut asked = 0;
     let mut outcome = FenceOutcome::Fallback;
-    for p in paths {
-        let other = &p.ctrl;
+    for other in others {
         if Arc::ptr_eq(other, entry)
             || other.cntlid == inst.cntlid
             || other.ctrl.state() != CtrlState::Live
@@ -120,7 +134,9 @@ pub async fn fence(paths: &[Arc<Path>], lost: &Arc<Path>, deadline: Instant) -> 
             Err(_) => break,
         }
     }
-    *g = Some((inst, matches!(outcome, FenceOutcome::Reset { .. })));
+    if matches!(outcome, FenceOutcome::Reset { .. }) {
+        *g = Some((inst, true));
+    }
     outcome
 }
 

@@ -108,6 +108,29 @@ pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<Ctr
                     }
                 }
             }
+            _ = entry.ctrl.stalled() => {
+                // A queue completed nothing for the read stall bound. Its
+                // reads went elsewhere; commands still outstanding (writes)
+                // would wait for keep-alive to notice: have another
+                // controller reset this one (CCR) so they are torn down
+                // and resent now.
+                if entry.ctrl.is_stalled()
+                    && entry.ctrl.outstanding() > 0
+                    && entry.ctrl.state() == CtrlState::Live
+                {
+                    let others = sub.ctrls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let e2 = entry.clone();
+                    let bound = Duration::from_millis(u64::from(entry.ctrl.options().kato_ms.max(1_000)));
+                    tokio::spawn(async move {
+                        let deadline = tokio::time::Instant::now() + bound;
+                        if let crate::ccr::FenceOutcome::Reset { .. } =
+                            crate::ccr::fence_ctrl(&others, &e2, deadline).await
+                        {
+                            tracing::warn!(ctrl = %e2.name, "stalled controller with commands in flight reset through another controller");
+                        }
+                    });
+                }
+            }
             _ = anatt => {
                 let expired = entry.ana.lock().unwrap_or_else(|e| e.into_inner()).poll_expired(tokio::time::Instant::now().into_std());
                 if expired {

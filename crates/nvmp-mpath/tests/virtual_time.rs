@@ -190,7 +190,12 @@ async fn a_write_torn_down_in_flight_is_resent_after_cross_controller_reset() {
     // The host gives up on the write after its I/O timeout (1 s), long
     // before the target's keep-alive timeout (4 s) would end the old
     // controller: only a Cross-Controller Reset makes resending safe then.
-    let s = setup_with(&TargetDef::default(), MpathConfig::default(), |o| {
+    // (Without the stall rule, which would act first at 500 ms.)
+    let cfg = MpathConfig {
+        read_stall: nvmp_mpath::disposition::ReadStall(None),
+        ..Default::default()
+    };
+    let s = setup_with(&TargetDef::default(), cfg, |o| {
         o.io_timeout_ms = 1_000;
     })
     .await;
@@ -212,6 +217,30 @@ async fn a_write_torn_down_in_flight_is_resent_after_cross_controller_reset() {
     assert_eq!(s.head.stats.fenced_by_ccr.load(Relaxed), 1);
     // Resent at once (the fallback would have held it KATO + CQT = 5 s).
     assert_eq!(took, reset_at);
+    s.t.clear_faults(1).unwrap();
+    assert_eq!(s.head.read(9, 1).await.unwrap(), data);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_on_a_silent_path_is_resent_after_the_stall_bound() {
+    // Neither the I/O timeout (60 s) nor keep-alive (4 s) notices first: the
+    // queue completes nothing for the read stall bound (500 ms) with the
+    // write outstanding, the monitor has the other controller reset this
+    // one (CCR), the write is torn down and resent at once.
+    let s = setup_with(&TargetDef::default(), MpathConfig::default(), |o| {
+        o.io_timeout_ms = 60_000;
+    })
+    .await;
+    let t0 = Instant::now();
+    let (reset_at, data, w) = write_into_black_hole(&s, t0).await;
+    w.await.unwrap().unwrap();
+    let took = t0.elapsed();
+    eprintln!("controller reset at {reset_at:?}, write done at {took:?}");
+    assert_eq!(reset_at, Duration::from_millis(500), "the stall bound");
+    assert_eq!(took, reset_at);
+    assert_eq!(s.head.stats.fenced.load(Relaxed), 1);
+    assert_eq!(s.head.stats.fenced_by_ccr.load(Relaxed), 1);
     s.t.clear_faults(1).unwrap();
     assert_eq!(s.head.read(9, 1).await.unwrap(), data);
     s.mp.shutdown().await;

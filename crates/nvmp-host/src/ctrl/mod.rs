@@ -331,6 +331,12 @@ impl Controller {
     pub fn is_stalled(&self) -> bool {
         self.inner.stall.stalled_queues.load(Ordering::Relaxed) > 0
     }
+    /// Resolves when an I/O queue became stalled since the last call (or
+    /// the last time it resolved): one waiter, such as the multipath
+    /// layer's monitor of this controller.
+    pub async fn stalled(&self) {
+        self.inner.stall.stalled_event.notified().await
+    }
     /// Number of I/O queues of the current association.
     pub fn io_queues(&self) -> usize {
         self.inner.assoc().map_or(0, |a| a.io.len())

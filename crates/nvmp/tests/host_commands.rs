@@ -374,6 +374,8 @@ fn bench_head_single_path_and_plot() {
         "json",
         "--plot",
         svg.to_str().unwrap(),
+        "--sample-ms",
+        "250",
     ]);
     args.extend(t.portals());
     let o = run(&args);
@@ -388,6 +390,15 @@ fn bench_head_single_path_and_plot() {
     }
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("IOPS per path"));
+    // The timeline every 250 ms, IOPS per path in each sample.
+    let tl = v["timeline"].as_array().unwrap();
+    assert!(tl.len() >= 4, "{}", v["timeline"]);
+    assert!(tl.iter().all(|x| x["paths"].as_array().unwrap().len() == 2));
+    let gaps: Vec<f64> = tl
+        .windows(2)
+        .map(|w| w[1]["t_s"].as_f64().unwrap() - w[0]["t_s"].as_f64().unwrap())
+        .collect();
+    assert!(gaps.iter().any(|g| *g < 0.6), "{gaps:?}");
 
     let o = run(&join(
         &[
@@ -411,7 +422,16 @@ fn bench_head_single_path_and_plot() {
     assert!(stderr(&o).contains("IOPS="), "progress line on stderr");
 
     let o = run(&join(
-        &["bench", "--compare", "--runtime", "1", "-o", "json"],
+        &[
+            "bench",
+            "--compare",
+            "--runtime",
+            "1",
+            "--iopolicy",
+            "service-time",
+            "-o",
+            "json",
+        ],
         &t.portals(),
     ));
     assert_ok(&o);

@@ -58,6 +58,8 @@ pub struct Workload {
     pub target_pid: Option<u32>,
     /// Count every syscall of both processes with `perf stat`.
     pub count_syscalls: bool,
+    /// Interval of the timeline samples.
+    pub sample: Duration,
 }
 
 #[derive(Default)]
@@ -202,12 +204,13 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
             }));
         }
     }
-    // Progress and timeline, once a second.
+    // Timeline every `w.sample`, progress about once a second.
     let mut timeline = Vec::new();
     let (mut last_ios, mut last_bytes) = (0u64, 0u64);
     let mut last_paths = t.path_ios();
     let mut last_t = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_progress = last_t;
+    let mut tick = tokio::time::interval(w.sample);
     tick.tick().await;
     let deadline = t0 + w.runtime;
     loop {
@@ -237,7 +240,8 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
             mib_s: (bytes - last_bytes) as f64 / dt / (1 << 20) as f64,
             paths: per_path,
         };
-        if w.progress {
+        if w.progress && last_progress.elapsed() >= Duration::from_millis(950) {
+            last_progress = Instant::now();
             let total: f64 = s.paths.iter().map(|p| p.1).sum::<f64>().max(1e-9);
             let shares: Vec<String> = s
                 .paths

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// Draw the latency distribution and the IOPS-per-path timeline (SVG).
     #[arg(long = "plot", value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Interval of the timeline (IOPS per path, in the JSON report and the
+    /// plot), ms (50..=10000); the progress line stays once a second.
+    #[arg(long = "sample-ms", default_value_t = 1000)]
+    pub sample_ms: u64,
     /// Also report the CPU and syscalls per I/O of the target's process (a
     /// local target, e.g. `nvmp target run`), read from /proc/PID.
     #[arg(long = "target-pid", value_name = "PID")]
@@ -94,6 +98,9 @@ fn workload(a: &BenchArgs, capacity: u64, bs_dev: u32) -> Result<Workload> {
     if a.rwmixread > 100 {
         bail!("--rwmixread must be 0..=100");
     }
+    if !(50..=10_000).contains(&a.sample_ms) {
+        bail!("--sample-ms must be 50..=10000");
+    }
     let size = a.size.unwrap_or(capacity.min(1 << 30)).min(capacity);
     if size < a.bs {
         bail!("--size {size} is smaller than --bs {}", a.bs);
@@ -111,6 +118,7 @@ fn workload(a: &BenchArgs, capacity: u64, bs_dev: u32) -> Result<Workload> {
         iopolicy: a.iopolicy.map(|p| p.to_string()),
         target_pid: a.target_pid,
         count_syscalls: a.count_syscalls,
+        sample: Duration::from_millis(a.sample_ms),
     })
 }
 

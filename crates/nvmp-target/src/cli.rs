@@ -77,6 +77,9 @@ pub struct FaultArgs {
     /// Stop answering (keep TCP open): on / off.
     #[arg(long)]
     pub black_hole: Option<bool>,
+    /// Park every I/O command this many milliseconds before it runs (0 = off).
+    #[arg(long)]
+    pub hold_ms: Option<u64>,
     /// Fail the next N I/O commands…
     #[arg(long)]
     pub fail_next: Option<u32>,
@@ -154,6 +157,7 @@ pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
                     port: f.port,
                     delay_ms: f.delay_ms,
                     black_hole: f.black_hole,
+                    hold_ms: f.hold_ms,
                     fail_next: f.fail_next.map(|count| FailNext {
                         count,
                         status: f.status,

@@ -43,6 +43,12 @@ impl Controller {
         }
     }
 
+    /// A raw admin command whose status is data; `Err` only when not live.
+    pub(super) async fn admin_submit(&self, req: IoRequest) -> Result<Completion, HostError> {
+        let q = self.admin_queue()?;
+        Ok(q.submit(req, Some(self.admin_timeout())).await)
+    }
+
     async fn admin_ok(&self, req: IoRequest, what: &'static str) -> Result<Completion, HostError> {
         let q = self.admin_queue()?;
         admin_call(&q, req, self.admin_timeout(), what).await

@@ -31,8 +31,10 @@ const CSTS_RDY: u32 = 1;
 const CSTS_CFS: u32 = 1 << 1;
 const CSTS_SHST_MASK: u32 = 3 << 2;
 const CSTS_SHST_COMPLETE: u32 = 2 << 2;
-/// Async events Linux enables when advertised (NVME_AEN_SUPPORTED, minus firmware activation).
-const AEN_SUPPORTED: u32 = (1 << 8) | (1 << 11) | (1 << 31);
+/// Async events Linux enables when advertised (NVME_AEN_SUPPORTED, minus
+/// firmware activation), and the Cross-Controller Reset Completed notice (bit 20).
+const AEN_SUPPORTED: u32 =
+    (1 << 8) | (1 << 11) | (1 << 31) | nvmp_wire::admin::ccr::AEC_CCR_COMPLETED;
 
 /// One live association with a controller: its queues and what Identify said.
 #[derive(Debug)]

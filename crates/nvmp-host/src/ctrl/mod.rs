@@ -2,6 +2,7 @@
 //! controller (admin queue + I/O queues) that resets and reconnects itself.
 
 mod admin;
+pub mod ccr;
 pub mod connect;
 mod io;
 pub mod state;

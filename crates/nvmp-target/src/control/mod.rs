@@ -57,6 +57,11 @@ pub struct Fault {
     pub black_hole: Option<bool>,
     #[serde(default)]
     pub fail_next: Option<FailNext>,
+    /// Park every I/O command on the port this many milliseconds before it
+    /// runs, as if it arrived late (0 = off; commands parked stay parked
+    /// for their time). A Cross-Controller Reset meanwhile refuses them.
+    #[serde(default)]
+    pub hold_ms: Option<u64>,
 }
 
 /// A running target. Cheap to clone.
@@ -169,6 +174,9 @@ impl TargetHandle {
         if let Some(b) = fault.black_hole {
             p.faults.black_hole.store(b, Ordering::Relaxed);
         }
+        if let Some(h) = fault.hold_ms {
+            p.faults.hold_ms.store(h, Ordering::Relaxed);
+        }
         if let Some(f) = fault.fail_next {
             let mut s = Status::new(StatusCode(f.status & 0x7FF));
             s.dnr = f.dnr;
@@ -185,6 +193,7 @@ impl TargetHandle {
             Fault {
                 delay_ms: Some(0),
                 black_hole: Some(false),
+                hold_ms: Some(0),
                 fail_next: Some(FailNext {
                     count: 0,
                     status: 0,

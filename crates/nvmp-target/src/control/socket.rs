@@ -7,6 +7,7 @@
 //! {"op":"ana","port":1,"group":1,"state":"inaccessible"}
 //! {"op":"port_down","port":1}            {"op":"port_up","port":1}
 //! {"op":"fault","port":1,"delay_ms":100,"black_hole":false,"fail_next":{"count":3,"status":770,"dnr":false}}
+//! {"op":"fault","port":1,"hold_ms":2000}
 //! {"op":"clear_faults","port":1}
 //! {"op":"add_namespace","subsystem":"nqn…","namespace":{"nsid":3,"device":{"size":"16M"}}}
 //! {"op":"remove_namespace","subsystem":"nqn…","nsid":3}
@@ -52,6 +53,8 @@ pub enum Request {
         black_hole: Option<bool>,
         #[serde(default)]
         fail_next: Option<FailNext>,
+        #[serde(default)]
+        hold_ms: Option<u64>,
     },
     ClearFaults {
         port: u16,
@@ -126,12 +129,14 @@ pub fn apply(h: &TargetHandle, req: Request) -> Response {
                 delay_ms,
                 black_hole,
                 fail_next,
+                hold_ms,
             } => h.set_fault(
                 port,
                 Fault {
                     delay_ms,
                     black_hole,
                     fail_next,
+                    hold_ms,
                 },
             )?,
             Request::ClearFaults { port } => h.clear_faults(port)?,

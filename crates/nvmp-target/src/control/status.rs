@@ -58,6 +58,9 @@ pub struct FaultStatus {
     pub black_hole: bool,
     pub fail_next: u32,
     pub fail_status: Option<u16>,
+    /// I/O commands are parked this long before they run (hold fault).
+    #[serde(default)]
+    pub hold_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +157,7 @@ pub(crate) fn snapshot(st: &State) -> TargetStatus {
                     black_hole: p.faults.black_hole.load(Ordering::Relaxed),
                     fail_next: fail.map_or(0, |f| f.0),
                     fail_status: fail.map(|f| f.1.code.0),
+                    hold_ms: ld(&p.faults.hold_ms),
                 },
             }
         })

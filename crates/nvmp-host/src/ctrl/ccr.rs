@@ -1,0 +1,124 @@
+//! Cross-Controller Reset (NVMe Base 2.3, TP8028 "Rapid Path Failure
+//! Recovery"), the host's half: what a controller's Identify data says
+//! (its instance identity, CCR support, CQT), the command itself sent to a
+//! live controller of the same subsystem, and the CCR log page.
+//!
+//! The multipath fence uses it so: when controller A is lost with writes in
+//! flight, take `A.ccr_identity()` (captured at the loss: a reconnect
+//! replaces A's Identify data), pick a live controller B of the subsystem
+//! whose `ccr_identity().supported()`, and call
+//! `B.cross_controller_reset(a.cntlid, a.ciu, a.cirn)`:
+//! - [`CcrOutcome::quiesced`]: A's instance is quiesced, its writes will
+//!   never land: resend them at once;
+//! - [`CcrOutcome::pending`]: the reset completes later; B sends the notice
+//!   (`CtrlEvent::AsyncEvent` with [`NOTICE_CCR_COMPLETED`]) and
+//!   [`Controller::ccr_log`] shows the entry (ICID, CIU) as Success;
+//! - anything else (an error status, `Err`, a controller without CCR, as
+//!   Linux 6.12's nvmet): fall back to waiting KATO + CQT.
+//!
+//! A reported "no such instance" (IRS with Validated clear: wrong CIU/CIRN,
+//! the CNTLID gone or reused) means the instance named no longer exists;
+//! nvmp's target reports it only once that instance has quiesced.
+
+use nvmp_wire::admin::ccr::{CcrLog, CcrResult, CrossControllerResetCmd, CCR_LSP_RMC};
+use nvmp_wire::admin::LogPageId;
+use nvmp_wire::Status;
+
+pub use nvmp_wire::admin::ccr::{CcrEntry, CcrStatus, AEC_CCR_COMPLETED, NOTICE_CCR_COMPLETED};
+
+use super::Controller;
+use crate::command::IoRequest;
+use crate::error::HostError;
+
+/// A controller instance as Identify Controller describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CcrIdentity {
+    pub cntlid: u16,
+    /// Controller Instance Uniquifier.
+    pub ciu: u8,
+    /// Controller Instance Random Number.
+    pub cirn: u64,
+    /// Command Quiesce Time, ms (0 = not reported): how long the controller
+    /// may take to quiesce its commands after a keep-alive timeout or other
+    /// communication loss.
+    pub cqt_ms: u16,
+    /// CCRL: Cross-Controller Resets the controller runs at once (0 = none).
+    pub ccr_limit: u8,
+}
+
+impl CcrIdentity {
+    /// Whether the controller takes Cross-Controller Reset commands.
+    pub fn supported(&self) -> bool {
+        self.ccr_limit > 0
+    }
+}
+
+/// The answer to a Cross-Controller Reset: an NVMe status is data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CcrOutcome {
+    /// The completion status. Host-side statuses keep their meaning: 0x371
+    /// (the admin connection was lost: the reset's fate is unknown).
+    pub status: Status,
+    /// Completion DW0 (meaningful on success).
+    pub result: CcrResult,
+}
+
+impl CcrOutcome {
+    /// Done: the impacted instance is quiesced (reset now, or — Validated
+    /// clear — it no longer exists).
+    pub fn quiesced(&self) -> bool {
+        self.status.is_success() && self.result.irs
+    }
+    /// Accepted, completes later (log entry and notice).
+    pub fn pending(&self) -> bool {
+        self.status.is_success() && !self.result.irs
+    }
+}
+
+impl Controller {
+    /// This controller's instance identity and CCR capabilities, from the
+    /// Identify data of the current (or last) association.
+    pub fn ccr_identity(&self) -> CcrIdentity {
+        let id = self.id_ctrl();
+        CcrIdentity {
+            cntlid: id.cntlid,
+            ciu: id.ciu,
+            cirn: id.cirn,
+            cqt_ms: id.cqt,
+            ccr_limit: id.ccrl,
+        }
+    }
+
+    /// Ask this controller to reset controller `impacted_cntlid` of the same
+    /// subsystem, named by its CIU and CIRN. `Err` only when the command
+    /// could not be sent (not live); every completion is returned as data.
+    pub async fn cross_controller_reset(
+        &self,
+        impacted_cntlid: u16,
+        ciu: u8,
+        cirn: u64,
+    ) -> Result<CcrOutcome, HostError> {
+        let sqe = CrossControllerResetCmd {
+            icid: impacted_cntlid,
+            ciu,
+            cirn,
+        }
+        .to_sqe();
+        let c = self.admin_submit(IoRequest::new(sqe)).await?;
+        tracing::info!(ctrl = %self.name(), impacted_cntlid, status = %c.status, dw0 = c.dw0, "cross-controller reset");
+        Ok(CcrOutcome {
+            status: c.status,
+            result: CcrResult::from_dw0(c.dw0),
+        })
+    }
+
+    /// The Cross-Controller Reset log page (1Eh) of this controller;
+    /// `remove_completed` (RMC) drops the completed entries once returned.
+    pub async fn ccr_log(&self, remove_completed: bool) -> Result<CcrLog, HostError> {
+        let lsp = if remove_completed { CCR_LSP_RMC } else { 0 };
+        let b = self
+            .get_log_page(LogPageId::CROSS_CONTROLLER_RESET, lsp, 0, 4096)
+            .await?;
+        CcrLog::decode(&b).map_err(|e| HostError::Malformed(format!("CCR log: {e}")))
+    }
+}

@@ -182,7 +182,7 @@ pub async fn connect(tcp: TcpStream, cfg: &ClientConfig) -> Result<TlsStream, Tl
             )
         } else if r.contains("handshake failure") {
             format!(
-                "the target refused PSK identity {:?}: handshake_failure alert (unknown identity, or no TLS key for this host there)",
+                "the target refused PSK identity {:?}: handshake_failure alert (the target has no key for it: unknown host, or a wrong key, as a version 1 identity carries the key's digest)",
                 cfg.psk.identity
             )
         } else if r.contains("wrong version number")

@@ -92,6 +92,8 @@ fn apply_tuning(o: &mut ControllerOptions, t: &ConnectTuning) {
     if let Some(d) = t.data_digest {
         o.data_digest = d;
     }
+    // Checked when the arguments were read (PathArgs::source, portals).
+    o.tls = t.tls.host_key().ok().flatten();
 }
 
 /// Check that an address resolves before connecting: "bad address" rather than a socket error.
@@ -187,6 +189,7 @@ pub async fn discovery_log(
         o.data_digest = d;
     }
     o.ctrl_loss_tmo_s = Some(0);
+    o.tls = t.tls.host_key()?;
     let addr = o.address();
     let c = Controller::connect(o)
         .await
@@ -209,7 +212,7 @@ pub async fn portals(args: &PathArgs, host: &HostIdentity) -> Result<Vec<PortalS
             tuning,
         } => {
             let (_, entries) = discovery_log(&traddr, trsvcid, host, &tuning).await?;
-            let v: Vec<PortalSpec> = entries
+            let mut v: Vec<PortalSpec> = entries
                 .iter()
                 .filter(|e| {
                     e.subtype == nvmp_wire::log::subtype::NVME
@@ -221,10 +224,44 @@ pub async fn portals(args: &PathArgs, host: &HostIdentity) -> Result<Vec<PortalS
                         traddr: e.traddr.trim_end_matches(['\0', ' ']).to_string(),
                         trsvcid: e.trsvcid.trim_end_matches(['\0', ' ']).parse().ok()?,
                         subnqn: e.subnqn.clone(),
-                        tuning: tuning.clone(),
+                        // The entry's TREQ/TSAS: TLS where the port requires it.
+                        tuning: crate::paths::ConnectTuning {
+                            tls: tuning.tls.for_entry(e.treq, e.tsas[0], "").ok()?,
+                            ..tuning.clone()
+                        },
                     })
                 })
                 .collect();
+            // Ports that require TLS when no key was given: left out with a
+            // warning, or the error when nothing else is left.
+            let mut tls_errors = Vec::new();
+            for e in entries.iter().filter(|e| {
+                e.subtype == nvmp_wire::log::subtype::NVME
+                    && e.trtype == nvmp_wire::log::trtype::TCP
+                    && subnqn.as_ref().is_none_or(|n| *n == e.subnqn)
+            }) {
+                let what = format!(
+                    "{}:{} ({})",
+                    e.traddr.trim_end_matches(['\0', ' ']),
+                    e.trsvcid.trim_end_matches(['\0', ' ']),
+                    e.subnqn
+                );
+                if let Err(err) = tuning.tls.for_entry(e.treq, e.tsas[0], &what) {
+                    tls_errors.push(err);
+                }
+            }
+            if v.is_empty() {
+                if let Some(e) = tls_errors.into_iter().next() {
+                    return Err(e);
+                }
+            } else {
+                for e in tls_errors {
+                    eprintln!("nvmp: warning: {e:#}");
+                }
+            }
+            for p in &mut v {
+                p.tuning.tls.host_key()?;
+            }
             if v.is_empty() {
                 match subnqn {
                     Some(n) => bail!(

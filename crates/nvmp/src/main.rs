@@ -17,6 +17,7 @@ mod pattern;
 mod runtime;
 mod signal;
 mod size;
+mod tls_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +62,10 @@ enum Command {
     /// The NVMe/TCP target: run from nvmetcli JSON, and control a running one.
     #[command(subcommand)]
     Target(nvmp_target::cli::TargetCommand),
+    /// Generate a TLS PSK in the PSK interchange format (like `nvme gen-tls-key`).
+    GenTlsKey(cmd::tls_key::GenTlsKey),
+    /// Check a TLS PSK in the PSK interchange format (like `nvme check-tls-key`).
+    CheckTlsKey(cmd::tls_key::CheckTlsKey),
     /// In one process: a two-port target, a multipath host, verified I/O while paths fail and ANA states flip.
     Demo(demo::DemoArgs),
 }
@@ -97,6 +102,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Status(a) => cmd::status::run(a).await,
         Command::Target(c) => nvmp_target::cli::run_command(c).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::GenTlsKey(a) => cmd::tls_key::gen(a),
+        Command::CheckTlsKey(a) => cmd::tls_key::check(a),
     }
 }
 

@@ -90,6 +90,8 @@ pub struct TuningArgs {
     /// Enable the data digest (CRC32C).
     #[arg(short = 'G', long = "data-digest", help_heading = "Connect options")]
     pub data_digest: bool,
+    #[command(flatten)]
+    pub tls: crate::tls_cli::TlsArgs,
 }
 
 /// Per-portal overrides (from the command line or config.json); None = default.
@@ -103,6 +105,7 @@ pub struct ConnectTuning {
     pub queue_size: Option<u16>,
     pub hdr_digest: Option<bool>,
     pub data_digest: Option<bool>,
+    pub tls: crate::tls_cli::TlsTuning,
 }
 
 impl ConnectTuning {
@@ -117,6 +120,7 @@ impl ConnectTuning {
             queue_size: self.queue_size.or(base.queue_size),
             hdr_digest: self.hdr_digest.or(base.hdr_digest),
             data_digest: self.data_digest.or(base.data_digest),
+            tls: self.tls.or(&base.tls),
         }
     }
 }
@@ -132,6 +136,7 @@ impl TuningArgs {
             queue_size: self.queue_size,
             hdr_digest: self.hdr_digest.then_some(true),
             data_digest: self.data_digest.then_some(true),
+            tls: self.tls.to_tuning(),
         }
     }
 }
@@ -187,6 +192,7 @@ impl PathArgs {
             bail!("transport {:?} is not supported (only tcp)", self.transport);
         }
         let base = self.tuning.to_tuning();
+        base.tls.host_key()?;
         let kinds = [
             self.traddr.is_some(),
             !self.portals.is_empty(),

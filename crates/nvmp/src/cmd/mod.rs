@@ -4,3 +4,4 @@ pub mod identify;
 pub mod io;
 pub mod list_subsys;
 pub mod status;
+pub mod tls_key;

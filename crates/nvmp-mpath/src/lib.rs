@@ -28,6 +28,7 @@ mod monitor;
 pub mod path;
 pub mod policy;
 pub mod registry;
+pub mod resv;
 pub mod select;
 pub mod stats;
 pub mod subsys;

@@ -2,7 +2,10 @@
 //! one JSON response per line.
 //!
 //! Requests: `{"cmd":"status"}`, `{"cmd":"set-iopolicy","iopolicy":"round-robin"}`
-//! (optionally `"subsystem": NQN`). Responses: `{"ok":true, …}` or
+//! (optionally `"subsystem": NQN`), and the reservation commands on the
+//! exporting host's own paths: `{"cmd":"resv-register","nrkey":1}`,
+//! `resv-acquire`, `resv-release`, `resv-report` (fields as the CLI flags,
+//! see [`crate::cmd::resv::ResvRequest`]; a report comes back in `resv`). Responses: `{"ok":true, …}` or
 //! `{"ok":false,"error":"…"}`.
 
 use std::path::Path;
@@ -15,6 +18,8 @@ use nvmp_nbd::ExportStats;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+
+use crate::cmd::resv::{ResvOp, ResvRequest};
 
 /// What the control socket and the metrics endpoint read.
 #[derive(Clone)]
@@ -34,6 +39,10 @@ pub enum Request {
         #[serde(default)]
         subsystem: Option<String>,
     },
+    ResvRegister(crate::cmd::resv::ResvRequest),
+    ResvAcquire(crate::cmd::resv::ResvRequest),
+    ResvRelease(crate::cmd::resv::ResvRequest),
+    ResvReport(crate::cmd::resv::ResvRequest),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -76,6 +85,9 @@ pub struct Response {
     pub subsystems: Vec<SubsysSnapshot>,
     #[serde(default)]
     pub nbd: Option<NbdCounters>,
+    /// A reservation report (nvme-cli's JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resv: Option<serde_json::Value>,
 }
 
 fn apply(st: &State, req: Request) -> Response {
@@ -86,6 +98,7 @@ fn apply(st: &State, req: Request) -> Response {
         hostid: st.hostid.clone(),
         subsystems: vec![],
         nbd: None,
+        resv: None,
     };
     if let Request::SetIopolicy {
         iopolicy,
@@ -130,7 +143,10 @@ async fn client(s: UnixStream, st: State) -> std::io::Result<()> {
     let mut lines = BufReader::new(rd.take(1 << 20)).lines();
     while let Some(line) = lines.next_line().await? {
         let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => apply(&st, req),
+            Ok(req) => match resv_op(&req) {
+                Some((op, r)) => resv_apply(&st, op, r).await,
+                None => apply(&st, req),
+            },
             Err(e) => Response {
                 ok: false,
                 error: Some(format!("bad request: {e}")),
@@ -138,6 +154,7 @@ async fn client(s: UnixStream, st: State) -> std::io::Result<()> {
                 hostid: String::new(),
                 subsystems: vec![],
                 nbd: None,
+                resv: None,
             },
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_default();
@@ -145,6 +162,32 @@ async fn client(s: UnixStream, st: State) -> std::io::Result<()> {
         wr.write_all(&out).await?;
     }
     Ok(())
+}
+
+fn resv_op(req: &Request) -> Option<(ResvOp, &ResvRequest)> {
+    match req {
+        Request::ResvRegister(r) => Some((ResvOp::Register, r)),
+        Request::ResvAcquire(r) => Some((ResvOp::Acquire, r)),
+        Request::ResvRelease(r) => Some((ResvOp::Release, r)),
+        Request::ResvReport(r) => Some((ResvOp::Report, r)),
+        _ => None,
+    }
+}
+
+async fn resv_apply(st: &State, op: ResvOp, r: &ResvRequest) -> Response {
+    let (ok, error, resv) = match crate::cmd::resv::control(&st.mp, op, r).await {
+        Ok(v) => (true, None, v),
+        Err(e) => (false, Some(e), None),
+    };
+    Response {
+        ok,
+        error,
+        hostnqn: st.hostnqn.clone(),
+        hostid: st.hostid.clone(),
+        subsystems: vec![],
+        nbd: None,
+        resv,
+    }
 }
 
 pub async fn serve(l: UnixListener, st: State) {

@@ -53,6 +53,14 @@ enum Command {
     /// Read, write or verify a range of a namespace through the multipath head.
     #[command(subcommand)]
     Io(cmd::io::IoCmd),
+    /// Register, unregister or replace a reservation key (like `nvme resv-register`).
+    ResvRegister(cmd::resv::RegisterArgs),
+    /// Acquire, preempt or preempt-and-abort a reservation (like `nvme resv-acquire`).
+    ResvAcquire(cmd::resv::AcquireArgs),
+    /// Release or clear a reservation (like `nvme resv-release`).
+    ResvRelease(cmd::resv::ReleaseArgs),
+    /// Print the reservation status (like `nvme resv-report`).
+    ResvReport(cmd::resv::ReportArgs),
     /// fio-like benchmark on a namespace head (or one bare controller with --single-path).
     Bench(bench::BenchArgs),
     /// Export a namespace head over NBD.
@@ -97,6 +105,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::IdCtrl(a) => cmd::identify::id_ctrl(a).await,
         Command::IdNs(a) => cmd::identify::id_ns(a).await,
         Command::Io(c) => cmd::io::run(c).await,
+        Command::ResvRegister(a) => cmd::resv::register(a).await,
+        Command::ResvAcquire(a) => cmd::resv::acquire(a).await,
+        Command::ResvRelease(a) => cmd::resv::release(a).await,
+        Command::ResvReport(a) => cmd::resv::report(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Nbd(a) => nbd_export::run(a).await,
         Command::Status(a) => cmd::status::run(a).await,

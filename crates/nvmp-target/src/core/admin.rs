@@ -46,8 +46,14 @@ pub fn execute(
         Opcode::IDENTIFY => identify::identify(st, ctx, b, sqe),
         Opcode::CROSS_CONTROLLER_RESET => super::ccr::execute(st, ctx, b, sqe),
         Opcode::GET_LOG_PAGE => logs::get_log_page(st, ctx, b, sqe),
-        Opcode::SET_FEATURES => set_features(st, b, sqe),
-        Opcode::GET_FEATURES => get_features(st, b, sqe),
+        Opcode::SET_FEATURES => match super::resv::set_feature(st, b, sqe) {
+            Some(e) => e,
+            None => set_features(st, b, sqe),
+        },
+        Opcode::GET_FEATURES => match super::resv::get_feature(st, b, sqe) {
+            Some(e) => e,
+            None => get_features(st, b, sqe),
+        },
         Opcode::ASYNC_EVENT_REQUEST => {
             let Some(c) = st.ctrl_mut(&b.subnqn, b.cntlid) else {
                 return dnr(StatusCode::INTERNAL_ERROR);

@@ -119,6 +119,7 @@ pub fn connect(
             events: VecDeque::new(),
             changed_ns: BTreeSet::new(),
             state: CtrlState::New,
+            resv: Default::default(),
             ccr: super::ccr::new_instance(sub),
         };
         sub.ctrls.insert(cntlid, ctrl);

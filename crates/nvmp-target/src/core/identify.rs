@@ -77,8 +77,12 @@ pub fn controller(st: &State, ctx: &Ctx, b: &Bound) -> Option<IdentifyController
         maxcmd: qs,
         nn: if io { MAX_NSID } else { 0 },
         mnan: if io { MAX_NSID } else { 0 },
-        // ONCS: Dataset Management (bit 2) and Write Zeroes (bit 3).
-        oncs: if io { (1 << 2) | (1 << 3) } else { 0 },
+        // ONCS: Dataset Management (bit 2), Write Zeroes (bit 3), Reservations (bit 5).
+        oncs: if io {
+            (1 << 2) | (1 << 3) | nvmp_wire::io::resv::ONCS_RESERVATIONS
+        } else {
+            0
+        },
         // VWC present; "Flush … FFFFFFFFh not supported" (bits 2:1 = 10b).
         vwc: if io { 0x01 | (0x2 << 1) } else { 0 },
         // SGLs supported (no alignment); bit 20: SGL offsets (in-capsule data).
@@ -123,6 +127,17 @@ pub fn namespace(ns: &NsRt, shared: bool) -> IdentifyNamespace {
     }
 }
 
+/// RESCAP: every reservation type and IEKEY; PTPL on file-backed namespaces.
+pub fn rescap(ns: &NsRt) -> u8 {
+    use nvmp_wire::io::resv::rescap;
+    let all = rescap::ALL & !rescap::PTPL;
+    if ns.resv.ptpl_capable() {
+        all | rescap::PTPL
+    } else {
+        all
+    }
+}
+
 /// The namespace identification descriptors: NGUID, UUID, CSI (NVM).
 pub fn descriptors(ns: &NsRt) -> Vec<NsIdDescriptor> {
     vec![
@@ -153,7 +168,11 @@ pub fn identify(st: &State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
                 return dnr(StatusCode::INVALID_NAMESPACE);
             }
             match active(sqe.nsid) {
-                Some(ns) => namespace(ns, sub.spec.ext.nmic_shared).encode(),
+                Some(ns) => {
+                    let mut v = namespace(ns, sub.spec.ext.nmic_shared).encode();
+                    v[nvmp_wire::io::resv::IDNS_RESCAP_OFFSET] = rescap(ns);
+                    v
+                }
                 // An inactive NSID: "a zero filled data structure".
                 None => vec![0; IDENTIFY_LEN],
             }

@@ -220,6 +220,12 @@ pub fn get_log_page(st: &mut State, ctx: &Ctx, b: &Bound, sqe: &Sqe) -> Exec {
             Some(l) => l,
             None => return dnr(StatusCode::INTERNAL_ERROR),
         },
+        (nvmp_wire::log::resv::LID_RESERVATION_NOTIFICATION, false) => {
+            match super::resv::ctrl_log_page(st, b) {
+                Some(l) => l,
+                None => return dnr(StatusCode::INTERNAL_ERROR),
+            }
+        }
         _ => return dnr(StatusCode::INVALID_LOG_PAGE),
     };
     // "If … offset … greater than the size of the log page … Invalid Field".

@@ -8,6 +8,7 @@ pub mod identify;
 pub mod io;
 pub mod logs;
 pub mod queue;
+pub mod resv;
 pub mod state;
 pub mod tx;
 pub mod types;

@@ -171,6 +171,8 @@ pub struct NsRt {
     pub blocks: u64,
     pub nguid: [u8; 16],
     pub uuid: [u8; 16],
+    /// Reservations (shared by every controller and port of the subsystem).
+    pub resv: super::resv::NsResv,
 }
 
 /// Controller states, as Linux names them.
@@ -206,6 +208,8 @@ pub struct Ctrl {
     pub events: VecDeque<u32>,
     pub changed_ns: BTreeSet<u32>,
     pub state: CtrlState,
+    /// Reservation notification masks and log.
+    pub resv: super::resv::CtrlResv,
     /// Cross-Controller Reset: instance identity, queue gates, CCR log.
     pub ccr: super::ccr::CtrlCcr,
 }
@@ -368,6 +372,7 @@ pub fn open_namespace(nqn: &str, spec: &NamespaceSpec) -> std::io::Result<NsRt> 
         backend: Arc::new(backend),
         block_size,
         blocks,
+        resv: super::resv::NsResv::open(spec),
     })
 }
 

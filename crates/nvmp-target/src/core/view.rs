@@ -33,6 +33,8 @@ pub struct IoView {
     epoch: u64,
     /// `None`: the controller is gone (the queue must close).
     traffic: Option<Arc<TrafficStamp>>,
+    /// The controller's Host Identifier (reservations are per host).
+    hostid: [u8; 16],
     /// Sorted by NSID (enabled namespaces only).
     ns: Vec<NsView>,
 }
@@ -70,14 +72,19 @@ impl IoView {
         )
     }
 
+    /// The Host Identifier of the queue's controller.
+    pub fn hostid(&self) -> [u8; 16] {
+        self.hostid
+    }
+
     /// Resolve from the registry (the caller holds the lock).
     pub fn resolve(&mut self, st: &State, port: u16, b: &Bound) {
         self.epoch = st.io_epoch.load(Ordering::Acquire);
         self.ns.clear();
         let sub = st.subsystems.get(&*b.subnqn);
-        self.traffic = sub
-            .and_then(|s| s.ctrls.get(&b.cntlid))
-            .map(|c| c.traffic.clone());
+        let ctrl = sub.and_then(|s| s.ctrls.get(&b.cntlid));
+        self.traffic = ctrl.map(|c| c.traffic.clone());
+        self.hostid = ctrl.map_or([0; 16], |c| c.hostid);
         let (Some(sub), Some(p)) = (sub, st.ports.get(&port)) else {
             return;
         };

@@ -15,6 +15,7 @@ use super::{Completion, PendingWrite, Queue};
 use crate::backend::{Backend, IoOp};
 use crate::core::ccr::GateGuard;
 use crate::core::io;
+use crate::core::resv;
 use crate::core::tx::Sink;
 use crate::core::view::Lookup;
 
@@ -48,6 +49,7 @@ impl Queue {
         // Taken out for the duration, so that completing can borrow `self`.
         let mut view = std::mem::take(&mut self.view);
         let port = self.ctx.port;
+        let hostid = view.hostid();
         match view.lookup(&self.shared, &self.epoch, port, b, sqe.nsid, now) {
             Lookup::Gone => self.close(out),
             Lookup::Ns(ns) => {
@@ -56,7 +58,13 @@ impl Queue {
                     (None, None) => Err(Completion::err_dnr(StatusCode::INVALID_NAMESPACE)),
                     (None, Some(n)) => match n.ana {
                         Some(s) => Err(Completion::status(s)),
-                        None => io::prepare(&n.ns, &sqe, data).map(|op| (&n.ns.backend, op)),
+                        None if resv::is_resv_command(sqe.opcode) => {
+                            Err(resv::execute(&self.shared, b, &hostid, &n.ns, &sqe, &data))
+                        }
+                        None => match n.ns.resv.check(&hostid, sqe.opcode) {
+                            Some(code) => Err(Completion::err_dnr(code)),
+                            None => io::prepare(&n.ns, &sqe, data).map(|op| (&n.ns.backend, op)),
+                        },
                     },
                 };
                 match res {

@@ -111,6 +111,16 @@ async fn linux_nvmet_tcp_target() {
     assert!(id.nn >= 2);
     assert_eq!(id.subnqn, NQN);
     assert_eq!(id.cntlid, c.cntlid());
+    // Linux 6.12's nvmet has no Cross-Controller Reset (NVMe 2.3): CCRL 0,
+    // no CIU/CIRN, CQT 0, and opcode 38h is refused; a multipath fence
+    // falls back to waiting KATO there.
+    let ccr = c.ccr_identity();
+    eprintln!("CCR identity: {ccr:?}");
+    assert!(!ccr.supported(), "{ccr:?}");
+    assert_eq!((ccr.ciu, ccr.cirn, ccr.cqt_ms), (0, 0, 0), "{ccr:?}");
+    let out = c.cross_controller_reset(0xFFEE, 0, 0).await.unwrap();
+    assert_eq!(out.status.code, nvmp_wire::StatusCode::INVALID_OPCODE, "{out:?}");
+    assert_eq!(c.state(), CtrlState::Live);
     let active = c.active_namespaces().await.unwrap();
     assert!(active.contains(&1) && active.contains(&2), "{active:?}");
     let mut bs = [0u32; 3];

@@ -29,7 +29,9 @@
 //! N ms (in order); *black hole* swallows every PDU after ICResp and answers
 //! nothing while TCP stays open (the controller's keep-alive timer still
 //! runs, so after KATO it is torn down, as nvmet would); *fail next* fails
-//! the next N I/O commands on the port with a chosen status (+DNR).
+//! the next N I/O commands on the port with a chosen status (+DNR); *hold*
+//! parks every I/O command of the port for N ms before it runs (a command
+//! late in the network: a Cross-Controller Reset meanwhile refuses it).
 //!
 //! Bounds: connections (1024; at the limit the oldest connection without a
 //! Connect is closed to make room), I/O queues per controller (16, Set

@@ -234,3 +234,228 @@ async fn failover_keeps_the_reservation() {
     mp_c.shutdown().await;
     t.shutdown().await;
 }
+
+fn feature_sqe(set: bool, fid: u8, nsid: u32, cdw11: u32) -> nvmp_wire::Sqe {
+    let mut s = if set {
+        nvmp_wire::admin::SetFeaturesCmd {
+            fid: nvmp_wire::admin::FeatureId(fid),
+            save: false,
+            cdw11,
+        }
+        .to_sqe()
+    } else {
+        nvmp_wire::admin::GetFeaturesCmd {
+            fid: nvmp_wire::admin::FeatureId(fid),
+            sel: 0,
+            cdw11,
+        }
+        .to_sqe()
+    };
+    s.nsid = nsid;
+    s
+}
+
+async fn feature(head: &NamespaceHead, set: bool, fid: u8, cdw11: u32) -> (StatusCode, u32) {
+    let c = head.paths()[0]
+        .ctrl
+        .ctrl
+        .admin(nvmp_host::IoRequest::new(feature_sqe(set, fid, 1, cdw11)))
+        .await;
+    (c.status.code, c.dw0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ptpl_keeps_registrations_over_a_target_restart() {
+    init_tracing();
+    let dir = std::env::temp_dir().join(format!("nvmp-resv-ptpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("shared.img");
+    std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+    let json = config_json(&TargetDef {
+        size: "4M",
+        ..Default::default()
+    })
+    .replace(
+        r#""size": "4M""#,
+        &format!(r#""path": "{}""#, img.display()),
+    );
+    let start = || async {
+        let t =
+            nvmp_target::TargetHandle::start(nvmp_target::TargetConfig::from_json(&json).unwrap())
+                .await
+                .unwrap();
+        let addrs = vec![t.local_addr(1).unwrap(), t.local_addr(2).unwrap()];
+        (t, addrs)
+    };
+
+    let (t, addrs) = start().await;
+    let (mp_a, a) = host_with_paths(host(0xA), &addrs).await;
+    let (mp_b, b) = host_with_paths(host(0xB), &addrs).await;
+    // RESCAP advertises PTPL on a file namespace; the feature reads 0 until set.
+    assert_eq!(feature(&a, false, 0x83, 0).await, (StatusCode::SUCCESS, 0));
+    a.resv_register(ResvRegister {
+        cptpl: nvmp_wire::io::resv::cptpl::SET,
+        ..register(KEY_A)
+    })
+    .await
+    .unwrap();
+    b.resv_register(register(KEY_B)).await.unwrap();
+    a.resv_acquire(acquire(racqa::ACQUIRE, ResvType::WRITE_EXCLUSIVE, KEY_A, 0))
+        .await
+        .unwrap();
+    a.write(LBA, gen(1), true).await.unwrap();
+    let before = a.resv_report(0, true).await.unwrap();
+    assert!(before.ptpls);
+    assert_eq!(feature(&a, false, 0x83, 0).await, (StatusCode::SUCCESS, 1));
+    mp_a.shutdown().await;
+    mp_b.shutdown().await;
+    t.shutdown().await;
+
+    // A new target process state from the same config: registrations and the reservation are back.
+    let (t, addrs) = start().await;
+    let (mp_a, a) = host_with_paths(host(0xA), &addrs).await;
+    let (mp_b, b) = host_with_paths(host(0xB), &addrs).await;
+    let after = b.resv_report(0, true).await.unwrap();
+    assert_eq!(after, before);
+    assert_eq!(
+        b.write(LBA, gen(2), false).await.unwrap_err().status.code,
+        StatusCode::RESERVATION_CONFLICT
+    );
+    assert_eq!(b.read(LBA, 1).await.unwrap(), gen(1));
+    a.write(LBA, gen(3), false).await.unwrap();
+
+    // PTPL cleared with Set Features (Reservation Persistence): the next restart forgets.
+    assert_eq!(feature(&a, true, 0x83, 0).await.0, StatusCode::SUCCESS);
+    mp_a.shutdown().await;
+    mp_b.shutdown().await;
+    t.shutdown().await;
+    let (t, addrs) = start().await;
+    let (mp_b, b) = host_with_paths(host(0xB), &addrs).await;
+    let r = b.resv_report(0, true).await.unwrap();
+    assert_eq!((r.rtype, r.regctl, r.ptpls), (ResvType::NONE, 0, false));
+    b.write(LBA, gen(4), false).await.unwrap();
+    mp_b.shutdown().await;
+    t.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The oldest Reservation Notification of a controller (consumed), via Get Log Page 80h.
+async fn notification(head: &NamespaceHead) -> nvmp_wire::log::resv::ResvNotification {
+    let d = head.paths()[0]
+        .ctrl
+        .ctrl
+        .get_log_page_nsid(
+            nvmp_wire::admin::LogPageId(0x80),
+            0xFFFF_FFFF,
+            0,
+            false,
+            0,
+            64,
+        )
+        .await
+        .unwrap();
+    nvmp_wire::log::resv::ResvNotification::decode(&d).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_aen_log_page_and_mask() {
+    use nvmp_wire::log::resv::ResvNotificationType as Note;
+    init_tracing();
+    let (t, addrs) = start_target(&TargetDef::default()).await;
+    let (mp_a, a) = host_with_paths(host(0xA), &addrs[..1]).await;
+    let (mp_b, b) = host_with_paths(host(0xB), &addrs[..1]).await;
+    let mut events = a.paths()[0].ctrl.ctrl.events();
+    a.resv_register(register(KEY_A)).await.unwrap();
+    b.resv_register(register(KEY_B)).await.unwrap();
+    b.resv_acquire(acquire(
+        racqa::ACQUIRE,
+        ResvType::WRITE_EXCLUSIVE_REG_ONLY,
+        KEY_B,
+        0,
+    ))
+    .await
+    .unwrap();
+    let release = ResvRelease {
+        nsid: 1,
+        rtype: ResvType::WRITE_EXCLUSIVE_REG_ONLY,
+        crkey: KEY_B,
+        ..Default::default()
+    };
+    b.resv_release(release).await.unwrap();
+    // A, the other registrant, gets "Reservation Log Page Available" (I/O command set event, log 80h).
+    let ev = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(nvmp_host::CtrlEvent::AsyncEvent(ev)) = events.recv().await {
+                if ev.log_page.0 == 0x80 {
+                    return ev;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a reservation AEN");
+    assert_eq!(ev.event_type, nvmp_wire::admin::AsyncEventType::IO_CMD_SET);
+    let n = notification(&a).await;
+    assert_eq!(
+        (n.log_type, n.nsid, n.available),
+        (Note::RESERVATION_RELEASED, 1, 0)
+    );
+    assert!(n.count >= 1);
+    // Read: consumed; the next read is an empty page.
+    assert_eq!(notification(&a).await.log_type, Note::EMPTY);
+    // B (the releaser) is not told.
+    assert_eq!(notification(&b).await.log_type, Note::EMPTY);
+
+    // Mask "reservation released" for NSID 1 on A's controller: no entry next time.
+    let released = nvmp_wire::io::resv::mask::RESERVATION_RELEASED;
+    assert_eq!(
+        feature(&a, true, 0x82, released).await.0,
+        StatusCode::SUCCESS
+    );
+    assert_eq!(
+        feature(&a, false, 0x82, 0).await,
+        (StatusCode::SUCCESS, released)
+    );
+    assert_eq!(
+        feature(&a, true, 0x82, 1).await.0,
+        StatusCode::INVALID_FIELD
+    );
+    b.resv_acquire(acquire(
+        racqa::ACQUIRE,
+        ResvType::WRITE_EXCLUSIVE_REG_ONLY,
+        KEY_B,
+        0,
+    ))
+    .await
+    .unwrap();
+    b.resv_release(release).await.unwrap();
+    assert_eq!(notification(&a).await.log_type, Note::EMPTY);
+
+    // B takes a reservation; A preempts B's registration: B is told, with a higher count.
+    b.resv_acquire(acquire(racqa::ACQUIRE, ResvType::WRITE_EXCLUSIVE, KEY_B, 0))
+        .await
+        .unwrap();
+    a.resv_acquire(acquire(
+        racqa::PREEMPT,
+        ResvType::WRITE_EXCLUSIVE,
+        KEY_A,
+        KEY_B,
+    ))
+    .await
+    .unwrap();
+    let n = notification(&b).await;
+    assert_eq!((n.log_type, n.nsid), (Note::REGISTRATION_PREEMPTED, 1));
+    // Clear by A: nobody else is registered any more, nothing to tell.
+    a.resv_release(ResvRelease {
+        nsid: 1,
+        rrela: nvmp_wire::io::resv::rrela::CLEAR,
+        crkey: KEY_A,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(notification(&b).await.log_type, Note::EMPTY);
+    mp_a.shutdown().await;
+    mp_b.shutdown().await;
+    t.shutdown().await;
+}

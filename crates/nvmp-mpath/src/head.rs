@@ -180,8 +180,10 @@ impl NamespaceHead {
     fn choose(&self, paths: &[Arc<Path>], avoid: Option<&Arc<Path>>, tm: &Timing) -> Selection {
         let cur = self.current.load(Relaxed);
         let policy = self.policy();
-        // Fast path for the sticky policy: the current path is still optimized.
-        if policy == IoPolicy::Numa && avoid.is_none() {
+        // Fast path for the sticky policy: the current path is still optimized
+        // (not on a machine with several NUMA nodes: the nearest path depends
+        // on the submitting CPU).
+        if policy == IoPolicy::Numa && avoid.is_none() && !crate::numa::active() {
             if let Some(p) = paths.get(cur) {
                 if p.is_optimized_now() {
                     return Selection::Path(cur);
@@ -195,6 +197,8 @@ impl NamespaceHead {
         }
         if policy == IoPolicy::ServiceTime {
             crate::latency::annotate(&mut views[..n], paths, tm);
+        } else if policy == IoPolicy::Numa && crate::numa::active() {
+            crate::numa::annotate(&mut views[..n], paths);
         }
         let current = (cur < n).then_some(cur);
         let mut s = select(&views[..n], policy, current);

@@ -25,6 +25,7 @@ pub mod head;
 pub mod ids;
 pub mod latency;
 mod monitor;
+pub mod numa;
 pub mod path;
 pub mod policy;
 pub mod registry;

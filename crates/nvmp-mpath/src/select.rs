@@ -97,12 +97,18 @@ pub fn select(paths: &[PathView], policy: IoPolicy, current: Option<usize>) -> S
     }
 }
 
-/// Sticky: keep the current path while it is optimized; else the nearest
-/// optimized path, else the nearest non-optimized one.
+/// Sticky: keep the current path while it is optimized and no optimized
+/// path is nearer (distances are those from the submitting CPU's node);
+/// else the nearest optimized path, else the nearest non-optimized one.
 fn numa(paths: &[PathView], current: Option<usize>) -> Option<usize> {
     if let Some(c) = current {
-        if paths.get(c).is_some_and(PathView::is_optimized) {
-            return Some(c);
+        if let Some(cp) = paths.get(c).filter(|p| p.is_optimized()) {
+            if !paths
+                .iter()
+                .any(|p| p.is_optimized() && p.distance < cp.distance)
+            {
+                return Some(c);
+            }
         }
     }
     nearest(paths)

@@ -14,6 +14,8 @@ pub struct PathStats {
     pub failovers: AtomicU64,
     /// Completion latency (measured while the policy is `service-time`).
     pub latency: PathLatency,
+    /// The NUMA node of the path's network interface (looked up once, by the `numa` policy).
+    pub nic_node: crate::numa::NodeCell,
 }
 
 impl PathStats {

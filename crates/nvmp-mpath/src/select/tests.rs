@@ -41,6 +41,34 @@ fn numa_nearest_distance() {
 }
 
 #[test]
+fn numa_current_path_yields_to_a_nearer_one() {
+    // Distances from the submitting CPU's node: a thread on another node
+    // sees another nearest path, and does not keep the current one.
+    let mut far = p(OPT);
+    far.distance = 20;
+    let mut near = p(OPT);
+    near.distance = 10;
+    assert_eq!(
+        select(&[far, near], IoPolicy::Numa, Some(0)),
+        Selection::Path(1)
+    );
+    // Equal distances: sticky as before.
+    let mut same = p(OPT);
+    same.distance = 20;
+    assert_eq!(
+        select(&[far, same], IoPolicy::Numa, Some(1)),
+        Selection::Path(1)
+    );
+    // A nearer non-optimized path does not displace an optimized one.
+    let mut near_non = p(NON);
+    near_non.distance = 10;
+    assert_eq!(
+        select(&[far, near_non], IoPolicy::Numa, Some(0)),
+        Selection::Path(0)
+    );
+}
+
+#[test]
 fn numa_falls_back_to_non_optimized() {
     let paths = [p(INACC), p(NON)];
     assert_eq!(select(&paths, IoPolicy::Numa, None), Selection::Path(1));

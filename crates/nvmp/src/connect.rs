@@ -94,6 +94,11 @@ fn apply_tuning(o: &mut ControllerOptions, t: &ConnectTuning) {
     }
     // Checked when the arguments were read (PathArgs::source, portals).
     o.tls = t.tls.host_key().ok().flatten();
+    // Checked when the arguments (or config.json) were read.
+    if let Ok((secret, ctrl)) = t.dhchap.secrets() {
+        o.dhchap_secret = secret;
+        o.dhchap_ctrl_secret = ctrl;
+    }
 }
 
 /// Check that an address resolves before connecting: "bad address" rather than a socket error.
@@ -190,6 +195,10 @@ pub async fn discovery_log(
     }
     o.ctrl_loss_tmo_s = Some(0);
     o.tls = t.tls.host_key()?;
+    // The host key authenticates where a discovery controller asks for it;
+    // the controller key is for the I/O controllers (nvmet does not
+    // authenticate discovery controllers, so they cannot prove themselves).
+    o.dhchap_secret = t.dhchap.secrets()?.0;
     let addr = o.address();
     let c = Controller::connect(o)
         .await

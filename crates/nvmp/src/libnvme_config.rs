@@ -19,6 +19,8 @@ use crate::paths::{ConnectTuning, PortalSpec};
 struct Host {
     hostnqn: Option<String>,
     hostid: Option<String>,
+    /// The host's DH-HMAC-CHAP key, for ports that name none.
+    dhchap_key: Option<String>,
     #[serde(default)]
     subsystems: Vec<Subsys>,
 }
@@ -94,6 +96,8 @@ fn port(subnqn: &str, p: &serde_json::Map<String, Value>) -> Result<Option<Porta
             "queue_size" => t.queue_size = Some(num(v, k).map_err(ctx)?.clamp(0, 65535) as u16),
             "hdr_digest" => t.hdr_digest = Some(boolean(v, k).map_err(ctx)?),
             "data_digest" => t.data_digest = Some(boolean(v, k).map_err(ctx)?),
+            "dhchap_key" => t.dhchap.secret = v.as_str().map(str::to_string),
+            "dhchap_ctrl_key" => t.dhchap.ctrl_secret = v.as_str().map(str::to_string),
             _ => {}
         }
     }
@@ -122,7 +126,14 @@ pub fn parse(text: &str) -> Result<Vec<ConfigHost>, String> {
         let mut portals = Vec::new();
         for s in &h.subsystems {
             for p in &s.ports {
-                if let Some(spec) = port(&s.nqn, p)? {
+                if let Some(mut spec) = port(&s.nqn, p)? {
+                    if spec.tuning.dhchap.secret.is_none() {
+                        spec.tuning.dhchap.secret = h.dhchap_key.clone();
+                    }
+                    spec.tuning
+                        .dhchap
+                        .secrets()
+                        .map_err(|e| format!("subsystem {}: {e}", s.nqn))?;
                     portals.push(spec);
                 }
             }

@@ -8,6 +8,7 @@ mod cmd;
 mod connect;
 mod control;
 mod demo;
+mod dhchap_cli;
 mod libnvme_config;
 mod metrics;
 mod nbd_export;
@@ -74,6 +75,10 @@ enum Command {
     GenTlsKey(cmd::tls_key::GenTlsKey),
     /// Check a TLS PSK in the PSK interchange format (like `nvme check-tls-key`).
     CheckTlsKey(cmd::tls_key::CheckTlsKey),
+    /// Generate a DH-HMAC-CHAP key (like `nvme gen-dhchap-key`).
+    GenDhchapKey(cmd::dhchap_key::GenDhchapKey),
+    /// Check a DH-HMAC-CHAP key (like `nvme check-dhchap-key`).
+    CheckDhchapKey(cmd::dhchap_key::CheckDhchapKey),
     /// In one process: a two-port target, a multipath host, verified I/O while paths fail and ANA states flip.
     Demo(demo::DemoArgs),
 }
@@ -115,6 +120,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Target(c) => nvmp_target::cli::run_command(c).await,
         Command::Demo(a) => demo::run(a).await,
         Command::GenTlsKey(a) => cmd::tls_key::gen(a),
+        Command::GenDhchapKey(a) => cmd::dhchap_key::gen(a),
+        Command::CheckDhchapKey(a) => cmd::dhchap_key::check(a),
         Command::CheckTlsKey(a) => cmd::tls_key::check(a),
     }
 }

@@ -92,6 +92,8 @@ pub struct TuningArgs {
     pub data_digest: bool,
     #[command(flatten)]
     pub tls: crate::tls_cli::TlsArgs,
+    #[command(flatten)]
+    pub dhchap: crate::dhchap_cli::DhchapArgs,
 }
 
 /// Per-portal overrides (from the command line or config.json); None = default.
@@ -106,6 +108,7 @@ pub struct ConnectTuning {
     pub hdr_digest: Option<bool>,
     pub data_digest: Option<bool>,
     pub tls: crate::tls_cli::TlsTuning,
+    pub dhchap: crate::dhchap_cli::DhchapTuning,
 }
 
 impl ConnectTuning {
@@ -121,6 +124,7 @@ impl ConnectTuning {
             hdr_digest: self.hdr_digest.or(base.hdr_digest),
             data_digest: self.data_digest.or(base.data_digest),
             tls: self.tls.or(&base.tls),
+            dhchap: self.dhchap.or(&base.dhchap),
         }
     }
 }
@@ -137,6 +141,7 @@ impl TuningArgs {
             hdr_digest: self.hdr_digest.then_some(true),
             data_digest: self.data_digest.then_some(true),
             tls: self.tls.to_tuning(),
+            dhchap: self.dhchap.to_tuning(),
         }
     }
 }
@@ -193,6 +198,7 @@ impl PathArgs {
         }
         let base = self.tuning.to_tuning();
         base.tls.host_key()?;
+        base.dhchap.secrets()?;
         let kinds = [
             self.traddr.is_some(),
             !self.portals.is_empty(),

@@ -1,4 +1,5 @@
 //! Host commands.
+pub mod dhchap_key;
 pub mod discover;
 pub mod identify;
 pub mod io;

@@ -62,6 +62,8 @@ fn fields_ctrl(id: &IdentifyController) -> Vec<(&'static str, F)> {
         ("crdt1", U(id.crdt[0] as u64)),
         ("crdt2", U(id.crdt[1] as u64)),
         ("crdt3", U(id.crdt[2] as u64)),
+        ("ciu", U(id.ciu as u64)),
+        ("cirn", X(id.cirn)),
         ("oacs", X(id.oacs as u64)),
         ("acl", U(id.acl as u64)),
         ("aerl", U(id.aerl as u64)),
@@ -74,6 +76,7 @@ fn fields_ctrl(id: &IdentifyController) -> Vec<(&'static str, F)> {
         ("anacap", U(id.anacap as u64)),
         ("anagrpmax", U(id.anagrpmax as u64)),
         ("nanagrpid", U(id.nanagrpid as u64)),
+        ("cqt", U(id.cqt as u64)),
         ("sqes", X(id.sqes as u64)),
         ("cqes", X(id.cqes as u64)),
         ("maxcmd", U(id.maxcmd as u64)),
@@ -93,6 +96,7 @@ fn fields_ctrl(id: &IdentifyController) -> Vec<(&'static str, F)> {
         ("fcatt", X(id.fcatt as u64)),
         ("msdbd", U(id.msdbd as u64)),
         ("ofcs", U(id.ofcs as u64)),
+        ("ccrl", U(id.ccrl as u64)),
     ]
 }
 

@@ -243,7 +243,7 @@ fn held_write_lands_without_ccr_and_never_after_one() {
         let later = t.now + hold;
         let outs = t.a_io.q.on_timer(later);
         let r = t.a_io.run(outs);
-        let landed = read(&mut t.b_io, 5) == Bytes::from(vec![0x55; 512]);
+        let landed = read(&mut t.b_io, 5) == vec![0x55; 512];
         assert_eq!(landed, !with_ccr, "with_ccr={with_ccr} {r:?}");
         assert_eq!(
             r.iter()

@@ -5,11 +5,14 @@
 //! controller B resets A; once the reset completed, A's write never lands
 //! (read back through B) while B's writes do. Without the reset the same
 //! held write does land (the control). A wrong CIU or CIRN resets nothing.
+//! With A's write inside a (slow) backend the reset completes later, through
+//! B's CCR log page and the notice.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nvmp_host::{Controller, ControllerOptions, CtrlState};
+use nvmp_host::ctrl::ccr::{CcrStatus, NOTICE_CCR_COMPLETED};
+use nvmp_host::{Controller, ControllerOptions, CtrlEvent, CtrlState};
 use nvmp_target::{Fault, TargetConfig, TargetHandle};
 use nvmp_testkit::free_port;
 
@@ -17,6 +20,10 @@ const SUB: &str = "nqn.2024-01.io.nvmp:ccr-it";
 const HOLD: Duration = Duration::from_millis(1500);
 
 fn config(p1: u16, p2: u16) -> String {
+    config_with(p1, p2, r#"{"size": "4M"}"#)
+}
+
+fn config_with(p1: u16, p2: u16, device: &str) -> String {
     let port = |id: u16, p: u16| {
         format!(
             r#"{{"portid": {id}, "addr": {{"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": "{p}"}},
@@ -26,7 +33,7 @@ fn config(p1: u16, p2: u16) -> String {
     format!(
         r#"{{"hosts": [], "ports": [{}, {}],
   "subsystems": [{{"nqn": "{SUB}", "attr": {{"allow_any_host": "1", "serial": "CCR0001"}},
-      "namespaces": [{{"nsid": 1, "enable": 1, "ana_grpid": 1, "device": {{"size": "4M"}}}}]}}]}}"#,
+      "namespaces": [{{"nsid": 1, "enable": 1, "ana_grpid": 1, "device": {device}}}]}}]}}"#,
         port(1, p1),
         port(2, p2)
     )
@@ -40,8 +47,17 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// A and B; the namespace in RAM, or in the file `path`.
+async fn setup_with(path: Option<&std::path::Path>) -> Setup {
     let (p1, p2) = (free_port(), free_port());
-    let t = TargetHandle::start(TargetConfig::from_json(&config(p1, p2)).unwrap())
+    let cfg = match path {
+        None => config(p1, p2),
+        Some(p) => config_with(p1, p2, &format!(r#"{{"path": "{}"}}"#, p.display())),
+    };
+    let t = TargetHandle::start(TargetConfig::from_json(&cfg).unwrap())
         .await
         .unwrap();
     let opts = |p| {
@@ -192,4 +208,101 @@ async fn wrong_ciu_or_cirn_resets_nothing() {
         .is_success());
     assert_eq!(s.b.read(1, 8, 1, s.bs).await.data, block(0x44, s.bs));
     assert_eq!(s.a.ccr_identity(), ida);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccr_waits_for_an_operation_in_the_backend() {
+    // A file namespace whose operations stall once started (a slow disk):
+    // the reset cannot complete with the command, so it completes later,
+    // through the CCR log page and the notice, once A's write is done.
+    let path =
+        std::env::temp_dir().join(format!("nvmp-ccr-{}-{}", std::process::id(), free_port()));
+    std::fs::write(&path, vec![0u8; 4 << 20]).unwrap();
+    let s = setup_with(Some(&path)).await;
+    let mut events = s.b.events();
+    let ida = s.a.ccr_identity();
+    assert!(s
+        .a
+        .write(1, 0, block(0x01, s.bs), s.bs, false)
+        .await
+        .is_success());
+    let stall = Duration::from_millis(3000);
+    s.t.set_fault(
+        1,
+        Fault {
+            stall_ms: Some(stall.as_millis() as u64),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = s.a.clone();
+    let (data, bs) = (block(0x02, s.bs), s.bs);
+    let w = tokio::spawn(async move { a.write(1, 0, data, bs, false).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!w.is_finished(), "A's write is in the backend");
+
+    let out =
+        s.b.cross_controller_reset(ida.cntlid, ida.ciu, ida.cirn)
+            .await
+            .unwrap();
+    assert!(out.pending(), "{out:?}");
+    let e = s.b.ccr_log(false).await.unwrap().entries;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].icid, e[0].ciu, e[0].acid),
+        (ida.cntlid, ida.ciu, s.b.cntlid())
+    );
+    assert_eq!(e[0].status, CcrStatus::IN_PROGRESS);
+    // The same instance again while its reset runs.
+    let again =
+        s.b.cross_controller_reset(ida.cntlid, ida.ciu, ida.cirn)
+            .await
+            .unwrap();
+    assert_eq!(again.status.code, nvmp_wire::StatusCode::CCR_IN_PROGRESS);
+
+    // The notice comes once the write ended; the entry reads Success.
+    let notice = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(CtrlEvent::AsyncEvent(ev)) = events.recv().await {
+                if ev.info == NOTICE_CCR_COMPLETED {
+                    return ev;
+                }
+            }
+        }
+    })
+    .await
+    .expect("CCR completed notice");
+    assert_eq!(
+        notice.log_page,
+        nvmp_wire::admin::LogPageId::CROSS_CONTROLLER_RESET
+    );
+    let e = s.b.ccr_log(true).await.unwrap().entries;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].status, e[0].validated, e[0].clri),
+        (CcrStatus::SUCCESS, true, true)
+    );
+    assert!(
+        s.b.ccr_log(false).await.unwrap().entries.is_empty(),
+        "RMC removed it"
+    );
+    // A's write was inside the backend when the reset began: it completed
+    // there before the reset did (its fate is unknown to the host: A's
+    // connection was closed, so it ends with an abort on A's side).
+    let c = tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!c.is_success(), "{:?}", c.status);
+    s.t.clear_faults(1).unwrap();
+    assert_eq!(s.b.read(1, 0, 1, s.bs).await.data, block(0x02, s.bs));
+    // And nothing of A after it: B's write stays.
+    assert!(s
+        .b
+        .write(1, 0, block(0x03, s.bs), s.bs, false)
+        .await
+        .is_success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.b.read(1, 0, 1, s.bs).await.data, block(0x03, s.bs));
+    let _ = std::fs::remove_file(&path);
 }

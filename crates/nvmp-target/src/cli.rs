@@ -80,6 +80,9 @@ pub struct FaultArgs {
     /// Park every I/O command this many milliseconds before it runs (0 = off).
     #[arg(long)]
     pub hold_ms: Option<u64>,
+    /// Slow every file-backend operation by this many milliseconds (0 = off).
+    #[arg(long)]
+    pub stall_ms: Option<u64>,
     /// Fail the next N I/O commands…
     #[arg(long)]
     pub fail_next: Option<u32>,
@@ -158,6 +161,7 @@ pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
                     delay_ms: f.delay_ms,
                     black_hole: f.black_hole,
                     hold_ms: f.hold_ms,
+                    stall_ms: f.stall_ms,
                     fail_next: f.fail_next.map(|count| FailNext {
                         count,
                         status: f.status,

@@ -31,7 +31,9 @@
 //! runs, so after KATO it is torn down, as nvmet would); *fail next* fails
 //! the next N I/O commands on the port with a chosen status (+DNR); *hold*
 //! parks every I/O command of the port for N ms before it runs (a command
-//! late in the network: a Cross-Controller Reset meanwhile refuses it).
+//! late in the network: a Cross-Controller Reset meanwhile refuses it);
+//! *stall* makes every file-backend operation take N ms longer once started
+//! (a slow disk: a Cross-Controller Reset then completes through its log).
 //!
 //! Bounds: connections (1024; at the limit the oldest connection without a
 //! Connect is closed to make room), I/O queues per controller (16, Set

@@ -29,6 +29,8 @@ pub struct Job {
     /// Cross-Controller Reset waits for it; fenced before the operation
     /// started, the operation is dropped).
     pub guard: GateGuard,
+    /// Fault injection: the operation takes this much longer (a slow disk).
+    pub stall: std::time::Duration,
     pub reply: UnboundedSender<(u16, IoResult)>,
 }
 
@@ -70,6 +72,9 @@ fn worker(p: &'static Pool) {
         let res = if job.guard.fenced() {
             Err(std::io::Error::other("controller reset: operation dropped"))
         } else {
+            if !job.stall.is_zero() {
+                std::thread::sleep(job.stall);
+            }
             job.backend.execute(&job.op)
         };
         let Job {

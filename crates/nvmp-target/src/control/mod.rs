@@ -62,6 +62,10 @@ pub struct Fault {
     /// for their time). A Cross-Controller Reset meanwhile refuses them.
     #[serde(default)]
     pub hold_ms: Option<u64>,
+    /// Every file-backend operation on the port takes this many
+    /// milliseconds longer once started (a slow disk; 0 = off).
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
 }
 
 /// A running target. Cheap to clone.
@@ -177,6 +181,9 @@ impl TargetHandle {
         if let Some(h) = fault.hold_ms {
             p.faults.hold_ms.store(h, Ordering::Relaxed);
         }
+        if let Some(s) = fault.stall_ms {
+            p.faults.stall_ms.store(s, Ordering::Relaxed);
+        }
         if let Some(f) = fault.fail_next {
             let mut s = Status::new(StatusCode(f.status & 0x7FF));
             s.dnr = f.dnr;
@@ -194,6 +201,7 @@ impl TargetHandle {
                 delay_ms: Some(0),
                 black_hole: Some(false),
                 hold_ms: Some(0),
+                stall_ms: Some(0),
                 fail_next: Some(FailNext {
                     count: 0,
                     status: 0,

@@ -7,7 +7,7 @@
 //! {"op":"ana","port":1,"group":1,"state":"inaccessible"}
 //! {"op":"port_down","port":1}            {"op":"port_up","port":1}
 //! {"op":"fault","port":1,"delay_ms":100,"black_hole":false,"fail_next":{"count":3,"status":770,"dnr":false}}
-//! {"op":"fault","port":1,"hold_ms":2000}
+//! {"op":"fault","port":1,"hold_ms":2000,"stall_ms":500}
 //! {"op":"clear_faults","port":1}
 //! {"op":"add_namespace","subsystem":"nqn…","namespace":{"nsid":3,"device":{"size":"16M"}}}
 //! {"op":"remove_namespace","subsystem":"nqn…","nsid":3}
@@ -55,6 +55,8 @@ pub enum Request {
         fail_next: Option<FailNext>,
         #[serde(default)]
         hold_ms: Option<u64>,
+        #[serde(default)]
+        stall_ms: Option<u64>,
     },
     ClearFaults {
         port: u16,
@@ -130,6 +132,7 @@ pub fn apply(h: &TargetHandle, req: Request) -> Response {
                 black_hole,
                 fail_next,
                 hold_ms,
+                stall_ms,
             } => h.set_fault(
                 port,
                 Fault {
@@ -137,6 +140,7 @@ pub fn apply(h: &TargetHandle, req: Request) -> Response {
                     black_hole,
                     fail_next,
                     hold_ms,
+                    stall_ms,
                 },
             )?,
             Request::ClearFaults { port } => h.clear_faults(port)?,

@@ -61,6 +61,9 @@ pub struct FaultStatus {
     /// I/O commands are parked this long before they run (hold fault).
     #[serde(default)]
     pub hold_ms: u64,
+    /// File operations take this much longer (stall fault).
+    #[serde(default)]
+    pub stall_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +161,7 @@ pub(crate) fn snapshot(st: &State) -> TargetStatus {
                     fail_next: fail.map_or(0, |f| f.0),
                     fail_status: fail.map(|f| f.1.code.0),
                     hold_ms: ld(&p.faults.hold_ms),
+                    stall_ms: ld(&p.faults.stall_ms),
                 },
             }
         })

@@ -90,6 +90,9 @@ pub struct PortFaults {
     pub black_hole: AtomicBool,
     /// Park every I/O command this many ms before it runs (0 = off; see `core::queue::hold`).
     pub hold_ms: AtomicU64,
+    /// Every file-backend operation takes this many ms longer, once started
+    /// (a slow disk; 0 = off; RAM namespaces are not slowed).
+    pub stall_ms: AtomicU64,
     /// Fail the next N I/O commands with this status (set with [`PortFaults::set_fail_next`]).
     pub fail_next: Mutex<Option<(u32, Status)>>,
     fail_armed: AtomicBool,

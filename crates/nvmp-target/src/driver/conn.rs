@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::backend::{pool, Backend, IoOp, IoResult};
 use crate::core::ccr::GateGuard;
 use crate::core::queue::Queue;
-use crate::core::state::{ConnId, ConnSignal, Shared};
+use crate::core::state::{ConnId, ConnSignal, PortFaults, Shared};
 use crate::core::tx::{Sink, TxBuf, MAX_IOV};
 
 /// Read at least this much per read call when the buffer has less room.
@@ -51,6 +51,8 @@ struct FileOps {
     running: usize,
     waiting: VecDeque<(u16, Arc<Backend>, IoOp, GateGuard)>,
     reply: mpsc::UnboundedSender<(u16, IoResult)>,
+    /// The port's faults (the stall fault slows file operations).
+    faults: Option<Arc<PortFaults>>,
 }
 
 impl FileOps {
@@ -65,6 +67,11 @@ impl FileOps {
             backend,
             op,
             guard,
+            stall: Duration::from_millis(
+                self.faults
+                    .as_ref()
+                    .map_or(0, |f| f.stall_ms.load(Ordering::Relaxed)),
+            ),
             reply: self.reply.clone(),
         });
     }
@@ -168,6 +175,7 @@ pub(super) async fn serve_io<R: tokio::io::AsyncRead + Unpin, W: Wire>(
         running: 0,
         waiting: VecDeque::new(),
         reply,
+        faults: faults.clone(),
     };
     let mut q = Queue::new(
         shared.clone(),

@@ -60,6 +60,7 @@ pub async fn serve_stream<S>(
                 backend,
                 op,
                 guard,
+                stall: std::time::Duration::ZERO,
                 reply: reply.clone(),
             });
         }

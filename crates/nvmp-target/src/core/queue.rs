@@ -513,7 +513,7 @@ impl Queue {
                 let mut st = self.shared.lock();
                 match connect::connect(&mut st, &self.ctx, sqe, data, now) {
                     Ok((bound, mut c)) => {
-                        self.auth = auth::on_connect(&st, &bound, &mut c, now, self.ctx.limits.connect_timeout);
+                        self.auth = auth::on_connect(&st, &bound, &mut c, now);
                         super::ccr::bind(&mut st, &bound, &self.gate);
                         if bound.qid > 0 {
                             self.view.resolve(&st, self.ctx.port, &bound);
@@ -671,7 +671,9 @@ impl Queue {
         }
         match &self.bound {
             None => min(self.created + self.ctx.limits.connect_timeout),
-            Some(b) if b.qid == 0 => {
+            // Keep-alive runs once the admin queue is authenticated (until
+            // then the authentication deadline bounds it).
+            Some(b) if b.qid == 0 && self.auth_gate().is_none() => {
                 let mut st = self.shared.lock();
                 if let Some(k) = st.check_kato(&b.subnqn, b.cntlid, now) {
                     min(k);
@@ -715,7 +717,7 @@ impl Queue {
                 tracing::warn!(port = self.ctx.port, peer = ?self.ctx.peer, "no ICReq/Connect in time, closing");
                 self.close(out);
             }
-            Some(b) if b.qid == 0 => {
+            Some(b) if b.qid == 0 && self.auth_gate().is_none() => {
                 let mut st = self.shared.lock();
                 if st.check_kato(&b.subnqn, b.cntlid, now).is_none()
                     && st.ctrl_mut(&b.subnqn, b.cntlid).is_none()

@@ -35,6 +35,11 @@ pub(super) struct QueueAuth {
     failed: bool,
 }
 
+/// The first authentication of a queue must complete within this time
+/// (nvmet expires a transaction step after KATO, or 120 s without one; a
+/// slow host computing ffdhe8192 needs seconds per step).
+pub const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// After a failed authentication the host gets this long to read the
 /// failure and close the queue itself before the controller closes it
 /// (closing at once could abort the failure's delivery on the host).
@@ -67,7 +72,6 @@ pub(super) fn on_connect(
     b: &Bound,
     c: &mut Completion,
     now: Instant,
-    timeout: std::time::Duration,
 ) -> Option<QueueAuth> {
     let hostnqn = st
         .subsystems
@@ -81,7 +85,7 @@ pub(super) fn on_connect(
             auth: CtrlAuth::new(cfg),
             hostnqn,
             subnqn: b.subnqn.clone(),
-            deadline: Some(now + timeout),
+            deadline: Some(now + AUTH_TIMEOUT),
             failed: false,
         }
     })

@@ -264,6 +264,20 @@ async fn feature(head: &NamespaceHead, set: bool, fid: u8, cdw11: u32) -> (Statu
     (c.status.code, c.dw0)
 }
 
+/// (ONCS, NMIC, RESCAP) as the target reports them on `head`'s first path.
+async fn identify_fields(head: &NamespaceHead) -> (u16, u8, u8) {
+    let c = &head.paths()[0].ctrl.ctrl;
+    let ns = c
+        .identify(nvmp_wire::admin::Cns::NAMESPACE, 1)
+        .await
+        .unwrap();
+    (
+        c.id_ctrl().oncs,
+        ns[30],
+        ns[nvmp_wire::io::resv::IDNS_RESCAP_OFFSET],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ptpl_keeps_registrations_over_a_target_restart() {
     init_tracing();
@@ -291,7 +305,10 @@ async fn ptpl_keeps_registrations_over_a_target_restart() {
     let (t, addrs) = start().await;
     let (mp_a, a) = host_with_paths(host(0xA), &addrs).await;
     let (mp_b, b) = host_with_paths(host(0xB), &addrs).await;
-    // RESCAP advertises PTPL on a file namespace; the feature reads 0 until set.
+    // ONCS bit 5, NMIC shared, RESCAP: every type, IEKEY and PTPL on a file
+    // namespace. The feature reads 0 until set.
+    let (oncs, nmic, rescap) = identify_fields(&a).await;
+    assert_eq!((oncs & (1 << 5), nmic & 1, rescap), (1 << 5, 1, 0xFF));
     assert_eq!(feature(&a, false, 0x83, 0).await, (StatusCode::SUCCESS, 0));
     a.resv_register(ResvRegister {
         cptpl: nvmp_wire::io::resv::cptpl::SET,
@@ -365,6 +382,13 @@ async fn notifications_aen_log_page_and_mask() {
     let (mp_a, a) = host_with_paths(host(0xA), &addrs[..1]).await;
     let (mp_b, b) = host_with_paths(host(0xB), &addrs[..1]).await;
     let mut events = a.paths()[0].ctrl.ctrl.events();
+    // A RAM namespace: every type and IEKEY, no PTPL (RESCAP bit 0 clear); PTPL refused.
+    let (oncs, nmic, rescap) = identify_fields(&a).await;
+    assert_eq!((oncs & (1 << 5), nmic & 1, rescap), (1 << 5, 1, 0xFE));
+    assert_eq!(
+        feature(&a, true, 0x83, 1).await.0,
+        StatusCode::INVALID_FIELD
+    );
     a.resv_register(register(KEY_A)).await.unwrap();
     b.resv_register(register(KEY_B)).await.unwrap();
     b.resv_acquire(acquire(

@@ -210,6 +210,18 @@ fn wrong_instance_resets_nothing() {
         CcrResult::from_dw0(ccr(&mut o, icid, ciu, cirn).dw0),
         not_validated
     );
+    // Another subsystem's controller (here the discovery subsystem's, whose
+    // CNTLIDs overlap): the same subsystem only.
+    let mut d = H::with_ic(&t.sh, 1, t.now);
+    let dc = d.connect(nvmp_wire::DISCOVERY_NQN, HOST, 0, 0xFFFF, 0);
+    assert!(dc.status.is_success());
+    let did = id_ctrl(&mut d);
+    assert!(did.ciu != 0 && did.cirn != 0);
+    let c = ccr(&mut t.b, did.cntlid, did.ciu, did.cirn);
+    assert_eq!(CcrResult::from_dw0(c.dw0), not_validated);
+    assert!(t.sh.lock().subsystems[nvmp_wire::DISCOVERY_NQN]
+        .ctrls
+        .contains_key(&did.cntlid));
     // A lives on.
     assert!(t.sh.lock().subsystems[SUB].ctrls.contains_key(&icid));
     assert!(write(&mut t.a_io, 3, 0x44).status.is_success());

@@ -119,7 +119,11 @@ async fn linux_nvmet_tcp_target() {
     assert!(!ccr.supported(), "{ccr:?}");
     assert_eq!((ccr.ciu, ccr.cirn, ccr.cqt_ms), (0, 0, 0), "{ccr:?}");
     let out = c.cross_controller_reset(0xFFEE, 0, 0).await.unwrap();
-    assert_eq!(out.status.code, nvmp_wire::StatusCode::INVALID_OPCODE, "{out:?}");
+    assert_eq!(
+        out.status.code,
+        nvmp_wire::StatusCode::INVALID_OPCODE,
+        "{out:?}"
+    );
     assert_eq!(c.state(), CtrlState::Live);
     let active = c.active_namespaces().await.unwrap();
     assert!(active.contains(&1) && active.contains(&2), "{active:?}");

@@ -24,7 +24,7 @@ use crate::backend::IoResult;
 
 pub use super::types::*;
 
-mod auth;
+pub(crate) mod auth;
 mod flow;
 mod hold;
 

@@ -14,6 +14,7 @@ use super::queue::{Limits, Output, Queue};
 use super::state::{Shared, State};
 use crate::config::TargetConfig;
 
+mod auth;
 mod ccr;
 mod more;
 

@@ -4,8 +4,7 @@
 //! each returns an [`Event`] saying whether the queue became authenticated
 //! or the transaction failed (the driver then logs and closes the queue).
 //!
-//! "AUTH_Negotiate … may be sent at any time to (re)start authentication":
-//! a Negotiate restarts the transaction; an authenticated queue stays
+//! An AUTH_Negotiate (re)starts a transaction at any time (re-authentication); an authenticated queue stays
 //! authenticated during re-authentication until it fails.
 
 use std::sync::Arc;
@@ -246,7 +245,8 @@ impl CtrlAuth {
                 "host response does not match (wrong host key)",
             );
         }
-        // "SEQNUM … 0h … indicates that bidirectional authentication is not performed".
+        // NVMe Base 2.2 8.3.4.5.4, Reply SEQNUM: "The value 0h is used to indicate
+        // that bidirectional authentication is not performed".
         if r.cvalid && r.seqnum != 0 {
             if self.cfg.ctrl_key.is_none() {
                 return self.failing(

@@ -3,8 +3,8 @@
 //! Private exponents are random with twice the group's security strength
 //! in bits (RFC 7919 5.2 permits short exponents of at least 225..400 bits;
 //! nvmp uses 256..512), which keeps ffdhe8192 fast. Peer values are checked
-//! to lie in [2, p-2] (RFC 7919 5.1: "the peer's public value … MUST be
-//! checked … 1 < Y < p-1").
+//! to lie in [2, p-2] (RFC 7919 5.1: "Peers MUST validate each other's
+//! public key Y … by ensuring that 1 < Y < p-1").
 
 use std::sync::OnceLock;
 

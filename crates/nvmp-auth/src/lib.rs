@@ -110,8 +110,8 @@ impl std::fmt::Display for HashId {
     }
 }
 
-/// "the augmented challenge Ca = HMAC(H(g^xy mod p), C)" when a DH group
-/// is used (the session key is hashed, then keys an HMAC of the challenge).
+/// The augmented challenge Ca = HMAC(H(g^xy mod p), C) used when a DH group
+/// is negotiated (the session key is hashed, then keys an HMAC of the challenge).
 pub fn augmented_challenge(hash: HashId, session_key: &[u8], c: &[u8]) -> Vec<u8> {
     let hk = zeroize::Zeroizing::new(hash.digest(session_key));
     hash.hmac(&hk, &[c])

@@ -137,9 +137,9 @@ impl Secret {
         crc32(&self.key)
     }
 
-    /// The key used in responses: "If the secret is transformed, the key is
-    /// HMAC(H, secret, NQN || "NVMe-over-Fabrics")" (the host NQN for the
-    /// host key, the subsystem NQN for the controller key); else the secret.
+    /// The key used in responses: for a transformed secret (hh 01..03)
+    /// HMAC(H, secret, NQN || "NVMe-over-Fabrics") — the host NQN for the
+    /// host key, the subsystem NQN for the controller key; else the secret.
     pub fn transformed(&self, nqn: &str) -> Zeroizing<Vec<u8>> {
         match HashId::from_id(self.hash) {
             None => Zeroizing::new(self.key.to_vec()),

@@ -22,9 +22,9 @@ use crate::error::{DecodeError, DecodeErrorKind};
 use crate::reader::Reader;
 use crate::sqe::{FabricsType, Sqe};
 
-/// SECP of DH-HMAC-CHAP: "E9h … NVMe over Fabrics in-band authentication".
+/// SECP (Security Protocol) E9h: NVMe over Fabrics in-band authentication.
 pub const SECP_DHCHAP: u8 = 0xE9;
-/// SPSP0 and SPSP1 "shall be set to 01h" for DH-HMAC-CHAP.
+/// SPSP0 and SPSP1 are 01h for DH-HMAC-CHAP (what Linux sends and checks).
 pub const SPSP_DHCHAP: u8 = 0x01;
 /// AUTHID of the DH-HMAC-CHAP protocol descriptor.
 pub const AUTHID_DHCHAP: u8 = 0x01;

@@ -89,3 +89,57 @@ pub fn validate(raw: &RawDhchap, field: &str) -> Result<Option<DhchapSpec>, Conf
 
 /// Settings of every host that has a key, by host NQN.
 pub type DhchapMap = BTreeMap<String, DhchapSpec>;
+
+#[cfg(test)]
+mod tests {
+    use crate::config::TargetConfig;
+    use nvmp_auth::{DhGroup, HashId};
+
+    const H: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-0000000000d1";
+    const KEY: &str = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
+
+    fn cfg(dhchap: &str) -> Result<TargetConfig, String> {
+        let text = format!(
+            r#"{{"hosts": [{{"nqn": "{H}", "dhchap": {dhchap}}}], "ports": [], "subsystems": []}}"#
+        );
+        TargetConfig::from_json(&text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hosts_dhchap_parsed_with_nvmet_defaults() {
+        let c = cfg(&format!(r#"{{"key": "{KEY}"}}"#)).unwrap();
+        let d = &c.dhchap[H];
+        assert_eq!(
+            (d.hash, d.group, d.ctrl_key.is_none()),
+            (HashId::Sha256, DhGroup::Null, true)
+        );
+        let c = cfg(&format!(
+            r#"{{"key": "{KEY}", "ctrl_key": "{KEY}", "hash": "hmac(sha512)", "dhgroup": "ffdhe8192"}}"#
+        ))
+        .unwrap();
+        let d = &c.dhchap[H];
+        assert_eq!(
+            (d.hash, d.group, d.ctrl_key.is_some()),
+            (HashId::Sha512, DhGroup::Ffdhe8192, true)
+        );
+        // No key: nothing required.
+        assert!(cfg(r#"{"key": ""}"#).unwrap().dhchap.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_the_key() {
+        let bad = KEY.replace("KfiaR", "KfiaS");
+        let e = cfg(&format!(r#"{{"key": "{bad}"}}"#)).unwrap_err();
+        assert!(
+            e.starts_with("hosts[0].dhchap.key:") && e.contains("CRC"),
+            "{e}"
+        );
+        assert!(!e.contains("AAECAw"), "{e}");
+        let e = cfg(&format!(r#"{{"key": "{KEY}", "hash": "md5"}}"#)).unwrap_err();
+        assert!(e.starts_with("hosts[0].dhchap.hash:"), "{e}");
+        let e = cfg(&format!(r#"{{"key": "{KEY}", "dhgroup": "ffdhe1024"}}"#)).unwrap_err();
+        assert!(e.starts_with("hosts[0].dhchap.dhgroup:"), "{e}");
+        let e = cfg(&format!(r#"{{"ctrl_key": "{KEY}"}}"#)).unwrap_err();
+        assert!(e.starts_with("hosts[0].dhchap.ctrl_key:"), "{e}");
+    }
+}

@@ -20,8 +20,8 @@ use super::{Bound, Completion, Exec, Queue};
 use crate::core::state::State;
 use crate::core::tx::Sink;
 
-/// Connect response DW0 bit 17, AUTHREQ.ATR: "Authentication Required …
-/// the host shall perform authentication … before sending other commands".
+/// Connect response DW0 bit 17, AUTHREQ.ATR (authentication transaction
+/// required): the host authenticates the queue before other commands.
 pub const CONNECT_ATR: u32 = 1 << 17;
 
 /// One queue's authentication.
@@ -135,7 +135,7 @@ impl Queue {
         let Ok(cmd) = AuthCmd::from_sqe(sqe) else {
             return invalid();
         };
-        // "SECP … E9h", "SPSP0 … 01h", "SPSP1 … 01h" for DH-HMAC-CHAP.
+        // SECP E9h, SPSP0 01h, SPSP1 01h: DH-HMAC-CHAP (else Invalid Field, as nvmet).
         if cmd.check_protocol().is_err() || cmd.len == 0 {
             return invalid();
         }

@@ -108,9 +108,10 @@ def path_state(status, svc):
     """(usable, description) of the head's path through TCP port svc."""
     for p in head_of(status)["paths"]:
         if p["address"].rsplit(":", 1)[-1] == str(svc) or p["address"].endswith(f"trsvcid={svc}"):
-            ok = (p["ctrl_state"] == "live" and not p["ana_pending"]
+            ok = (p["ctrl_state"] == "live" and not p["ana_pending"] and not p.get("stalled")
                   and p["ana_state"] in ("optimized", "non-optimized"))
-            return ok, f"{p['ctrl_state']}/{p['ana_state']}{' (ANA pending)' if p['ana_pending'] else ''}"
+            return ok, (f"{p['ctrl_state']}/{p['ana_state']}{' (ANA pending)' if p['ana_pending'] else ''}"
+                        f"{' (stalled)' if p.get('stalled') else ''}")
     return False, "absent"
 
 

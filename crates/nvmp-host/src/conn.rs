@@ -100,7 +100,8 @@ pub(crate) struct StallWatch {
     pub stalled_queues: std::sync::atomic::AtomicUsize,
     /// Reads retired from stalled queues (and sent down another path).
     pub reads_retired: std::sync::atomic::AtomicU64,
-    /// Signalled (one permit) when a queue becomes stalled.
+    /// Signalled (one permit) while a stalled queue still holds commands
+    /// that were not retired (at every stall check: each half bound).
     pub stalled_event: Notify,
 }
 
@@ -264,13 +265,19 @@ fn collect(st: &mut State, wake: &mut Vec<Waker>) -> usize {
     (n + freed).saturating_sub(retired)
 }
 
-/// Publish this queue's stall state to its controller (only when it changed).
-fn report_stall(sh: &Shared, stalled: bool, retired: u64) {
+/// Publish this queue's stall state to its controller (only when it
+/// changed); `escalate`: commands that were not retired wait on it (the
+/// controller's owner is told, see [`StallWatch::stalled_event`]).
+fn report_stall(sh: &Shared, stalled: bool, retired: u64, escalate: bool) {
     let Some(w) = sh.stall.get() else { return };
-    if sh.stalled.load(Ordering::Relaxed) != stalled && sh.stalled.swap(stalled, Ordering::AcqRel) != stalled {
+    if stalled && escalate {
+        w.stalled_event.notify_one();
+    }
+    if sh.stalled.load(Ordering::Relaxed) != stalled
+        && sh.stalled.swap(stalled, Ordering::AcqRel) != stalled
+    {
         if stalled {
             w.stalled_queues.fetch_add(1, Ordering::AcqRel);
-            w.stalled_event.notify_one();
         } else {
             w.stalled_queues.fetch_sub(1, Ordering::AcqRel);
         }
@@ -303,10 +310,10 @@ fn fail(sh: &Shared, e: QueueError) {
     let n = {
         let mut st = lock(sh);
         st.core.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
+        report_stall(sh, false, 0, false);
         collect(&mut st, &mut wake)
     };
     deliver(sh, n, &mut wake);
-    report_stall(sh, false, 0);
     sh.phase.send_replace(Phase::Failed(e.to_string()));
     sh.wake_writer.notify_one();
     sh.wake_timer.notify_one();
@@ -398,23 +405,22 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
             }
             Ok(_) => {}
         }
-        let (r, n, out, ready, unstalled) = {
+        let (r, n, out, ready) = {
             let mut st = lock(&sh);
             let was_ready = st.core.is_ready();
             let r = st.core.receive(buf);
             let n = collect(&mut st, &mut wake);
+            if sh.stalled.load(Ordering::Relaxed) && !st.core.is_stalled() {
+                report_stall(&sh, false, 0, false);
+            }
             (
                 r,
                 n,
                 st.core.has_outbound(),
                 !was_ready && st.core.is_ready(),
-                sh.stalled.load(Ordering::Relaxed) && !st.core.is_stalled(),
             )
         };
         deliver(&sh, n, &mut wake);
-        if unstalled {
-            report_stall(&sh, false, 0);
-        }
         if ready {
             sh.phase.send_replace(Phase::Ready);
         }
@@ -433,7 +439,7 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
 async fn timer(sh: Arc<Shared>) {
     let mut wake = Vec::new();
     loop {
-        let (next, n, stalled, retired) = {
+        let (next, n) = {
             let mut st = lock(&sh);
             if sh.closed.load(Ordering::Acquire) {
                 return;
@@ -443,12 +449,15 @@ async fn timer(sh: Arc<Shared>) {
             // Reads retired from a stalled queue complete now.
             let n = collect(&mut st, &mut wake);
             let retired = st.core.reads_retired() - before;
-            (next, n, st.core.is_stalled(), retired)
+            // Under the lock: a failing queue (`fail` sets `closed`, then
+            // takes the lock, then clears the report) never stays counted.
+            if next.is_ok() && !sh.closed.load(Ordering::Acquire) {
+                let escalate = st.core.stalled_with_unretired();
+                report_stall(&sh, st.core.is_stalled(), retired, escalate);
+            }
+            (next, n)
         };
         deliver(&sh, n, &mut wake);
-        if next.is_ok() {
-            report_stall(&sh, stalled, retired);
-        }
         match next {
             Err(e) => {
                 fail(&sh, e);

@@ -114,9 +114,7 @@ pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<Ctr
                 // would wait for keep-alive to notice: have another
                 // controller reset this one (CCR) so they are torn down
                 // and resent now.
-                if entry.ctrl.is_stalled()
-                    && entry.ctrl.outstanding() > 0
-                    && entry.ctrl.state() == CtrlState::Live
+                if entry.ctrl.is_stalled() && entry.ctrl.state() == CtrlState::Live
                 {
                     let others = sub.ctrls.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let e2 = entry.clone();

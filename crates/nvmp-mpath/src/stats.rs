@@ -61,6 +61,10 @@ pub struct PathSnapshot {
     pub ana_group: u32,
     pub ana_state: String,
     pub ana_pending: bool,
+    /// An I/O queue of the controller completed nothing for the read stall
+    /// bound (the path is avoided until it answers again).
+    #[serde(default)]
+    pub stalled: bool,
     pub current: bool,
     pub outstanding: u64,
     pub ios: u64,

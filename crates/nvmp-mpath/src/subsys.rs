@@ -102,6 +102,7 @@ fn head_snapshot(h: &NamespaceHead) -> HeadSnapshot {
             ana_group: p.anagrpid,
             ana_state: p.ana_state().name().to_string(),
             ana_pending: p.ana_pending(),
+            stalled: p.ctrl.ctrl.is_stalled(),
             current: cur.as_deref() == Some(p.name.as_str()),
             outstanding: p.ctrl.ctrl.outstanding() as u64,
             ios: p.stats.ios.load(R),

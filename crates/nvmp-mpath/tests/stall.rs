@@ -88,4 +88,16 @@ async fn reads_leave_a_black_holed_path_and_writes_avoid_it() {
         retired,
         "nothing new was sent to the stalled path"
     );
+    // The silent connection is cut: the controller resets, and its stalled
+    // queues stop counting (a stall must not outlive its connection).
+    proxies[0].set_mode(ProxyMode::Pass);
+    proxies[0].cut_all();
+    wait_until("the stall cleared", Duration::from_secs(30), || {
+        !ctrls[0].is_stalled()
+    })
+    .await;
+    wait_until("path 0 usable again", Duration::from_secs(30), || {
+        head.paths()[0].view().is_usable()
+    })
+    .await;
 }

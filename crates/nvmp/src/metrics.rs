@@ -229,6 +229,7 @@ mod tests {
             ana_group: 1,
             ana_state: "optimized".into(),
             ana_pending: false,
+            stalled: false,
             current: false,
             outstanding: 0,
             ios: 10,

@@ -332,9 +332,10 @@ impl Controller {
     pub fn is_stalled(&self) -> bool {
         self.inner.stall.stalled_queues.load(Ordering::Relaxed) > 0
     }
-    /// Resolves when an I/O queue became stalled since the last call (or
-    /// the last time it resolved): one waiter, such as the multipath
-    /// layer's monitor of this controller.
+    /// Resolves when an I/O queue is stalled with commands that were not
+    /// retired (writes, flushes) still waiting on it, checked each half
+    /// stall bound: one waiter, such as the multipath layer's monitor of
+    /// this controller.
     pub async fn stalled(&self) {
         self.inner.stall.stalled_event.notified().await
     }

@@ -73,6 +73,16 @@ impl<T> QueueCore<T> {
                 .is_some_and(|(_, seen)| seen == self.stall.responses)
     }
 
+    /// Stalled with commands still waiting that were not retired (writes,
+    /// flushes …): only resetting the controller frees them early.
+    pub fn stalled_with_unretired(&self) -> bool {
+        self.is_stalled()
+            && self
+                .slots
+                .iter()
+                .any(|(_, f)| f.deadline.is_some() && f.token.is_some())
+    }
+
     /// Reads retired on this queue so far.
     pub fn reads_retired(&self) -> u64 {
         self.stall.retired_total

@@ -412,6 +412,7 @@ fn stalled_queue_retires_reads_not_writes() {
     assert_eq!(d[0].1.status.code, StatusCode::ABORTED_BY_HOST);
     assert!(d[0].1.status.is_path_error(), "a path error: multipath sends it elsewhere");
     assert!(q.is_stalled());
+    assert!(q.stalled_with_unretired(), "the write still waits there");
     assert_eq!(q.take_slot_delta(), (0, 1), "the retired read keeps its slot");
     assert_eq!(q.in_flight(), 2);
     assert_eq!(q.reads_retired(), 1);
@@ -472,6 +473,7 @@ fn a_retired_read_still_times_out_the_queue() {
     q.poll_timeout(t0).unwrap();
     q.poll_timeout(t0 + Duration::from_millis(100)).unwrap();
     assert_eq!(done(&mut q).len(), 1);
+    assert!(q.is_stalled() && !q.stalled_with_unretired(), "only the retired read is left");
     // Nothing in flight but the retired read: no more stall checks, the deadline stays.
     assert_eq!(
         q.poll_timeout(t0 + Duration::from_millis(150)).unwrap(),

@@ -177,6 +177,15 @@ impl AsyncRead for TlsRead {
             match r {
                 Ok(n) => {
                     buf.advance(n);
+                    // One record per SSL_read: take in every record already
+                    // here (read ahead) while there is room, so that the
+                    // caller parses many PDUs per wakeup.
+                    while buf.remaining() > 0 {
+                        match g.ssl.ssl_read(buf.initialize_unfilled()) {
+                            Ok(n) if n > 0 => buf.advance(n),
+                            _ => break,
+                        }
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) => match e.code() {

@@ -57,6 +57,33 @@ pub enum TargetCommand {
     },
     /// Fault injection on a port.
     Fault(FaultArgs),
+    /// Set (or remove) a host's DH-HMAC-CHAP keys on a running target.
+    Dhchap(DhchapArgs),
+}
+
+/// `nvmp target dhchap`: the `hosts[].dhchap` settings of one host.
+#[derive(Debug, Clone, Args)]
+pub struct DhchapArgs {
+    #[arg(long)]
+    pub control: PathBuf,
+    /// The host NQN.
+    #[arg(long)]
+    pub host: String,
+    /// Host key (DHHC-1:…); the host must authenticate with it.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Controller key (DHHC-1:…) for bidirectional authentication.
+    #[arg(long)]
+    pub ctrl_key: Option<String>,
+    /// hmac(sha256) (default), hmac(sha384), hmac(sha512).
+    #[arg(long)]
+    pub hash: Option<String>,
+    /// null (default), ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192.
+    #[arg(long)]
+    pub dhgroup: Option<String>,
+    /// Remove the host's keys (no authentication any more).
+    #[arg(long, conflicts_with_all = ["key", "ctrl_key", "hash", "dhgroup"])]
+    pub remove: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +197,21 @@ pub async fn run_command(cmd: TargetCommand) -> anyhow::Result<()> {
                 }
             };
             call(&f.control, req).await?;
+            Ok(())
+        }
+        TargetCommand::Dhchap(d) => {
+            let dhchap = (!d.remove).then(|| {
+                serde_json::json!({"key": d.key, "ctrl_key": d.ctrl_key,
+                                   "hash": d.hash, "dhgroup": d.dhgroup})
+            });
+            call(
+                &d.control,
+                Request::SetDhchap {
+                    host: d.host,
+                    dhchap,
+                },
+            )
+            .await?;
             Ok(())
         }
     }

@@ -153,4 +153,37 @@ fn connecting_commands_take_dhchap_options() {
     ]));
     assert_ok(&o);
     assert!(stdout(&o).contains("nvmpauth01"));
+
+    // Keys change at runtime: `nvmp target dhchap` through the control socket.
+    let sock = dir.path().join("ctl.sock");
+    let (h, sp) = (t.handle.clone(), sock.clone());
+    t.rt.spawn(async move {
+        let _ = nvmp_target::control::socket::serve(h, &sp).await;
+    });
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ctl = sock.to_str().unwrap();
+    let k2 = line(&run(&s(&["gen-dhchap-key", "-m", "3", "-n", HOST])));
+    let set = |extra: &[&str]| {
+        let mut a = s(&["target", "dhchap", "--control", ctl, "--host", HOST]);
+        a.extend(s(extra));
+        run(&a)
+    };
+    assert_ok(&set(&[
+        "--key",
+        &k2,
+        "--hash",
+        "hmac(sha512)",
+        "--dhgroup",
+        "ffdhe4096",
+    ]));
+    assert_clean_failure(&id(&["-S", &key]), "wrong key");
+    assert_ok(&id(&["-S", &k2]));
+    assert_clean_failure(&set(&["--key", "DHHC-1:00:AAAA:"]), "dhchap.key");
+    assert_ok(&set(&["--remove"]));
+    assert_ok(&id(&[]));
 }

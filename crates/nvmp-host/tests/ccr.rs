@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nvmp_host::ctrl::ccr::{CcrStatus, NOTICE_CCR_COMPLETED};
+use nvmp_host::ctrl::ccr::{CcrStatus, CcrWait, NOTICE_CCR_COMPLETED};
 use nvmp_host::{Controller, ControllerOptions, CtrlEvent, CtrlState};
 use nvmp_target::{Fault, TargetConfig, TargetHandle};
 use nvmp_testkit::free_port;
@@ -184,6 +184,15 @@ async fn ccr_fences_a_held_write() {
 async fn wrong_ciu_or_cirn_resets_nothing() {
     let s = setup().await;
     let ida = s.a.ccr_identity();
+    let wrong = nvmp_host::ctrl::ccr::CcrIdentity {
+        cirn: ida.cirn ^ 2,
+        ..ida
+    };
+    let r =
+        s.b.reset_instance(wrong, Duration::from_secs(30))
+            .await
+            .unwrap();
+    assert_eq!(r, CcrWait::Quiesced { validated: false });
     for (ciu, cirn) in [(ida.ciu ^ 0x80, ida.cirn), (ida.ciu, ida.cirn ^ 1)] {
         let out =
             s.b.cross_controller_reset(ida.cntlid, ciu, cirn)
@@ -296,6 +305,47 @@ async fn ccr_waits_for_an_operation_in_the_backend() {
     assert!(!c.is_success(), "{:?}", c.status);
     s.t.clear_faults(1).unwrap();
     assert_eq!(s.b.read(1, 0, 1, s.bs).await.data, block(0x02, s.bs));
+    // The same through reset_instance (which waits): A's new instance,
+    // with a write inside the slow backend again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.a.state() != CtrlState::Live || s.a.ccr_identity().cirn == ida.cirn {
+        assert!(Instant::now() < deadline, "A reconnects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ida2 = s.a.ccr_identity();
+    s.t.set_fault(
+        1,
+        Fault {
+            stall_ms: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = s.a.clone();
+    let (data, bs) = (block(0x04, s.bs), s.bs);
+    let w = tokio::spawn(async move { a.write(1, 0, data, bs, false).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r =
+        s.b.reset_instance(ida2, Duration::from_secs(30))
+            .await
+            .unwrap();
+    assert_eq!(r, CcrWait::Quiesced { validated: true });
+    assert!(s.b.ccr_log(false).await.unwrap().entries.is_empty());
+    // Quiesced means A's write already landed: B's write right now stays
+    // (were A's write still to land, it would overwrite it within the stall).
+    assert!(s
+        .b
+        .write(1, 0, block(0x05, s.bs), s.bs, false)
+        .await
+        .is_success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.b.read(1, 0, 1, s.bs).await.data, block(0x05, s.bs));
+    let c = tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!c.is_success(), "{:?}", c.status);
+    s.t.clear_faults(1).unwrap();
     // And nothing of A after it: B's write stays.
     assert!(s
         .b

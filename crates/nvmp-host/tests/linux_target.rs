@@ -124,6 +124,20 @@ async fn linux_nvmet_tcp_target() {
         nvmp_wire::StatusCode::INVALID_OPCODE,
         "{out:?}"
     );
+    let r = c
+        .reset_instance(
+            nvmp_host::ctrl::ccr::CcrIdentity {
+                cntlid: 0xFFEE,
+                ..ccr
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, nvmp_host::ctrl::ccr::CcrWait::Refused(s) if s.code == nvmp_wire::StatusCode::INVALID_OPCODE),
+        "{r:?}"
+    );
     assert_eq!(c.state(), CtrlState::Live);
     let active = c.active_namespaces().await.unwrap();
     assert!(active.contains(&1) && active.contains(&2), "{active:?}");

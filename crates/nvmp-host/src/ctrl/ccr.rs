@@ -16,9 +16,14 @@
 //! - anything else (an error status, `Err`, a controller without CCR, as
 //!   Linux 6.12's nvmet): fall back to waiting KATO + CQT.
 //!
+//! [`Controller::reset_instance`] does all of that and waits for a pending
+//! reset (the notice, else polling the log), answering with [`CcrWait`].
+//!
 //! A reported "no such instance" (IRS with Validated clear: wrong CIU/CIRN,
 //! the CNTLID gone or reused) means the instance named no longer exists;
 //! nvmp's target reports it only once that instance has quiesced.
+
+use std::time::Duration;
 
 use nvmp_wire::admin::ccr::{CcrLog, CcrResult, CrossControllerResetCmd, CCR_LSP_RMC};
 use nvmp_wire::admin::LogPageId;
@@ -26,7 +31,7 @@ use nvmp_wire::Status;
 
 pub use nvmp_wire::admin::ccr::{CcrEntry, CcrStatus, AEC_CCR_COMPLETED, NOTICE_CCR_COMPLETED};
 
-use super::Controller;
+use super::{Controller, CtrlEvent};
 use crate::command::IoRequest;
 use crate::error::HostError;
 
@@ -75,7 +80,104 @@ impl CcrOutcome {
     }
 }
 
+/// How a Cross-Controller Reset ended, for a fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CcrWait {
+    /// The impacted instance is quiesced: none of its commands will land.
+    /// `validated` clear: the instance named no longer existed.
+    Quiesced { validated: bool },
+    /// The controller refused the command (Invalid Opcode where CCR is not
+    /// supported, CCR Limit Exceeded, …) or could not run it (0x371).
+    Refused(Status),
+    /// The log reported the reset Failed.
+    Failed,
+    /// The entry was gone before it was seen completed (another reader
+    /// removed completed entries): fate unknown.
+    Unknown,
+    /// Not completed within the limit.
+    TimedOut,
+}
+
+impl CcrWait {
+    /// Whether the impacted controller's commands can be resent at once.
+    pub fn quiesced(&self) -> bool {
+        matches!(self, CcrWait::Quiesced { .. })
+    }
+}
+
+/// Log poll interval while a reset is pending (in case a notice is missed).
+const CCR_POLL: Duration = Duration::from_millis(50);
+
 impl Controller {
+    /// Reset `impacted` (captured when it was lost) through this controller
+    /// and wait up to `limit` for the reset to complete. Only
+    /// [`CcrWait::Quiesced`] allows resending the impacted controller's
+    /// writes at once; every other answer means: fall back to KATO + CQT.
+    /// A completed entry is removed from the log (RMC) once seen, which may
+    /// remove another waiter's completed entry too: that waiter then gets
+    /// [`CcrWait::Unknown`] (a fallback, never a wrong "quiesced").
+    pub async fn reset_instance(
+        &self,
+        impacted: CcrIdentity,
+        limit: Duration,
+    ) -> Result<CcrWait, HostError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut events = self.events();
+        let out = self
+            .cross_controller_reset(impacted.cntlid, impacted.ciu, impacted.cirn)
+            .await?;
+        if out.quiesced() {
+            return Ok(CcrWait::Quiesced {
+                validated: out.result.validated,
+            });
+        }
+        if !out.pending() {
+            return Ok(CcrWait::Refused(out.status));
+        }
+        loop {
+            let log = self.ccr_log(false).await?;
+            let mine = log
+                .entries
+                .iter()
+                .find(|e| e.icid == impacted.cntlid && e.ciu == impacted.ciu);
+            let done = match mine {
+                None => return Ok(CcrWait::Unknown),
+                Some(e) if e.status == CcrStatus::SUCCESS => CcrWait::Quiesced {
+                    validated: e.validated,
+                },
+                Some(e) if e.status == CcrStatus::IN_PROGRESS => {
+                    // The notice, or the next poll.
+                    let wait = tokio::time::timeout_at(
+                        deadline.min(tokio::time::Instant::now() + CCR_POLL),
+                        async {
+                            loop {
+                                match events.recv().await {
+                                    Ok(CtrlEvent::AsyncEvent(ev))
+                                        if ev.info == NOTICE_CCR_COMPLETED =>
+                                    {
+                                        return
+                                    }
+                                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                        std::future::pending::<()>().await
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        },
+                    );
+                    let _ = wait.await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(CcrWait::TimedOut);
+                    }
+                    continue;
+                }
+                Some(_) => CcrWait::Failed,
+            };
+            let _ = self.ccr_log(true).await;
+            return Ok(done);
+        }
+    }
+
     /// This controller's instance identity and CCR capabilities, from the
     /// Identify data of the current (or last) association.
     pub fn ccr_identity(&self) -> CcrIdentity {

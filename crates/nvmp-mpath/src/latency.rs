@@ -6,6 +6,7 @@
 //! read before choosing a path (it also serves as "now" for probing) and
 //! one at completion ([`Timing`]).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::path::Path;
 use crate::policy::IoPolicy;
-use crate::select::PathView;
+use crate::select::{expected_ns, BestBy, PathView};
 
 /// Size classes: up to 4 KiB, 16 KiB, 64 KiB, larger.
 pub const CLASSES: usize = 4;
@@ -117,12 +118,20 @@ impl PathLatency {
     }
 }
 
+/// Commands timed per thread: one in this many (the first of each run).
+/// The estimate is a decaying average, so a sample suffices; untimed
+/// commands read no clock and use the thread's last reading as "now".
+pub const SAMPLE_EVERY: u32 = 8;
+
 /// The timing of one command through the head: started before the path
-/// is chosen, finished at its completion. Untimed (no clock read) unless
-/// the policy is `service-time`.
+/// is chosen, finished at its completion. Only under `service-time`, and
+/// there one command in [`SAMPLE_EVERY`] per thread reads the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
+    /// When the command started, [`now_ns`] (0: not timed).
     start_ns: u64,
+    /// "Now" for probing: `start_ns`, or the thread's last clock reading (0: none).
+    now_ns: u64,
     class: u8,
 }
 
@@ -130,23 +139,45 @@ impl Timing {
     /// Not timed, size class 0.
     pub const NONE: Timing = Timing {
         start_ns: 0,
+        now_ns: 0,
         class: 0,
     };
-    /// Start timing `req` if `policy` uses latencies.
+    /// Start timing `req` if `policy` uses latencies (and this command is sampled).
     #[inline]
     pub fn start(policy: IoPolicy, req: &IoRequest) -> Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
-        Timing {
-            start_ns: now_ns(),
-            class: size_class(Self::bytes(req)),
+        thread_local! {
+            /// (commands seen, last clock reading)
+            static SAMPLER: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
         }
+        let class = size_class(Self::bytes(req));
+        SAMPLER.with(|c| {
+            let (n, last) = c.get();
+            if n % SAMPLE_EVERY == 0 {
+                let t = now_ns();
+                c.set((1, t));
+                Timing {
+                    start_ns: t,
+                    now_ns: t,
+                    class,
+                }
+            } else {
+                c.set((n + 1, last));
+                Timing {
+                    start_ns: 0,
+                    now_ns: last,
+                    class,
+                }
+            }
+        })
     }
     /// Not timed, but with `req`'s size class (for choosing on a retry).
     pub fn untimed(req: &IoRequest) -> Timing {
         Timing {
             start_ns: 0,
+            now_ns: 0,
             class: size_class(Self::bytes(req)),
         }
     }
@@ -169,15 +200,36 @@ impl Timing {
     }
 }
 
-/// Fill in the latency estimates and probe flags of `views` (one per path,
-/// in order) for a command timed by `tm`; what `select` needs for
-/// `service-time`.
+/// Fill in the latency estimate and probe flag of `v`, the view of `p`,
+/// for a command timed by `tm`: what `select` needs for `service-time`.
+#[inline]
+fn annotate_one(v: &mut PathView, p: &Path, tm: &Timing) {
+    let l = &p.stats.latency;
+    v.latency_ns = l.estimate_ns(tm.class);
+    v.probe = tm.now_ns != 0 && v.depth == 0 && l.due_probe(tm.now_ns);
+}
+
+/// [`annotate_one`] for every view (one per path, in order).
 pub fn annotate(views: &mut [PathView], paths: &[Arc<Path>], tm: &Timing) {
     for (v, p) in views.iter_mut().zip(paths) {
-        let l = &p.stats.latency;
-        v.latency_ns = l.estimate_ns(tm.class);
-        v.probe = tm.start_ns != 0 && v.depth == 0 && l.due_probe(tm.start_ns);
+        annotate_one(v, p, tm);
     }
+}
+
+/// The head's fast path under `service-time`: the path `select` would
+/// choose, building each view as it goes (no view array); None when no
+/// path is usable (the caller then decides between requeue and fail).
+#[inline]
+pub fn pick(paths: &[Arc<Path>], tm: &Timing) -> Option<usize> {
+    let mut best = BestBy::default();
+    for (i, p) in paths.iter().enumerate() {
+        let mut v = p.view();
+        annotate_one(&mut v, p, tm);
+        if best.push(i, &v, expected_ns(&v)) {
+            break;
+        }
+    }
+    best.result()
 }
 
 #[cfg(test)]
@@ -258,7 +310,25 @@ mod tests {
             read_len: 131072,
         };
         assert!(!Timing::start(IoPolicy::RoundRobin, &req).is_timed());
-        let t = Timing::start(IoPolicy::ServiceTime, &req);
+        // One command in SAMPLE_EVERY per thread reads the clock, the first of each run.
+        let ts: Vec<Timing> = (0..3 * SAMPLE_EVERY)
+            .map(|_| Timing::start(IoPolicy::ServiceTime, &req))
+            .collect();
+        let timed: Vec<usize> = (0..ts.len()).filter(|i| ts[*i].is_timed()).collect();
+        let k = SAMPLE_EVERY as usize;
+        assert_eq!(
+            timed,
+            vec![0, k, 2 * k],
+            "this thread's first, then every {k}th"
+        );
+        assert!(ts
+            .iter()
+            .all(|t| t.now_ns >= ts[0].start_ns && t.now_ns > 0));
+        assert_eq!(
+            ts[1].now_ns, ts[0].start_ns,
+            "untimed: the thread's last reading"
+        );
+        let t = ts[0];
         assert!(t.is_timed());
         assert_eq!(t.class(), 3);
         let l = PathLatency::default();

@@ -122,26 +122,44 @@ pub fn nearest(paths: &[PathView]) -> Option<usize> {
 /// The usable path with the smallest `key`, optimized paths first; ties go
 /// to the first. Stops early at an optimized path with key 0.
 fn best_by(paths: &[PathView], key: impl Fn(&PathView) -> u64) -> Option<usize> {
-    let mut best_opt: Option<(u64, usize)> = None;
-    let mut best_non: Option<(u64, usize)> = None;
+    let mut b = BestBy::default();
     for (i, p) in paths.iter().enumerate() {
-        if !p.is_usable() {
-            continue;
+        if b.push(i, p, key(p)) {
+            break;
         }
-        let k = key(p);
+    }
+    b.result()
+}
+
+/// [`best_by`] one view at a time (for callers that build views as they go).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BestBy {
+    opt: Option<(u64, usize)>,
+    non: Option<(u64, usize)>,
+}
+
+impl BestBy {
+    /// Consider path `i` with view `p` and key `k`; true when nothing can
+    /// beat what was found (an optimized path with key 0).
+    #[inline]
+    pub fn push(&mut self, i: usize, p: &PathView, k: u64) -> bool {
+        if !p.is_usable() {
+            return false;
+        }
         let slot = if p.ana == AnaState::OPTIMIZED {
-            &mut best_opt
+            &mut self.opt
         } else {
-            &mut best_non
+            &mut self.non
         };
         if slot.is_none_or(|(d, _)| k < d) {
             *slot = Some((k, i));
         }
-        if best_opt.is_some_and(|(d, _)| d == 0) {
-            break;
-        }
+        self.opt.is_some_and(|(d, _)| d == 0)
     }
-    best_opt.or(best_non).map(|(_, i)| i)
+    /// The best optimized path, else the best non-optimized one.
+    pub fn result(&self) -> Option<usize> {
+        self.opt.or(self.non).map(|(_, i)| i)
+    }
 }
 
 /// The next optimized path after `current` (wrapping); else the first

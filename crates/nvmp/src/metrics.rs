@@ -219,26 +219,15 @@ pub async fn serve(l: TcpListener, st: State) {
 mod tests {
     use nvmp_mpath::stats::{CtrlSnapshot, HeadSnapshot, PathSnapshot, SubsysSnapshot};
 
+    /// Built from JSON, so that fields added later with a serde default do not break it.
     fn path(name: &str, ctrl: &str, latency_us: u64) -> PathSnapshot {
-        PathSnapshot {
-            name: name.into(),
-            controller: ctrl.into(),
-            transport: "tcp".into(),
-            address: "127.0.0.1:4420".into(),
-            ctrl_state: "live".into(),
-            ana_group: 1,
-            ana_state: "optimized".into(),
-            ana_pending: false,
-            stalled: false,
-            current: false,
-            outstanding: 0,
-            ios: 10,
-            bytes: 40960,
-            errors: 0,
-            failovers: 0,
-            latency_us,
-            latency_class_us: [latency_us, 0, 0, 0],
-        }
+        serde_json::from_value(serde_json::json!({
+            "name": name, "controller": ctrl, "transport": "tcp", "address": "127.0.0.1:4420",
+            "ctrl_state": "live", "ana_group": 1, "ana_state": "optimized", "ana_pending": false,
+            "current": false, "outstanding": 0, "ios": 10, "bytes": 40960, "errors": 0,
+            "failovers": 0, "latency_us": latency_us, "latency_class_us": [latency_us, 0, 0, 0],
+        }))
+        .unwrap()
     }
 
     /// One subsystem, one head, two paths: nvme0 measured at 2 ms, nvme1 never.

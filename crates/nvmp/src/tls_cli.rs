@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use nvmp_host::nvmp_tls::{HostKey, KeyStore};
 
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct TlsArgs {
     /// Connect with TLS 1.3 (needs --tls_key or --keyring).
     #[arg(long = "tls", help_heading = "TLS")]
@@ -39,12 +39,30 @@ pub struct TlsArgs {
 
 /// The TLS choices of a portal (strings: compared and cloned freely; turned
 /// into keys when connecting).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct TlsTuning {
     pub tls: Option<bool>,
     pub tls_key: Option<String>,
     pub keyring: Option<PathBuf>,
     pub tls_key_identity: Option<String>,
+}
+
+/// Keys never show in `Debug` output (logs, error reports).
+impl std::fmt::Debug for TlsTuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTuning")
+            .field("tls", &self.tls)
+            .field("tls_key", &self.tls_key.as_ref().map(|_| "<redacted>"))
+            .field("keyring", &self.keyring)
+            .field("tls_key_identity", &self.tls_key_identity)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TlsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_tuning().fmt(f)
+    }
 }
 
 impl TlsArgs {

@@ -327,14 +327,11 @@ impl NsResv {
                     } else if !remove_by_key(&mut st, c.prkey, host, &mut out) {
                         return Outcome::fail(StatusCode::RESERVATION_CONFLICT);
                     }
-                } else if st.holder == Some(*host) {
-                    // The holder preempting itself changes the type.
-                    if cur != c.rtype {
-                        st.rtype = c.rtype.0;
-                        out.notices.extend(released_to_others(&st, host));
-                    }
                 } else if Some(c.prkey) == holder_key {
-                    // Take the reservation over: remove every other registrant with PRKEY.
+                    // PRKEY is the holder's key: the issuer becomes the holder of a
+                    // reservation of the new type (the holder itself may so change the
+                    // type), every other registrant with PRKEY is removed. Another key
+                    // only removes its registrants, the reservation stays.
                     st.rtype = c.rtype.0;
                     st.holder = Some(*host);
                     let victims: Vec<HostId> = st

@@ -272,6 +272,12 @@ fn preempt_takes_over_and_notifies() {
     let n = ok(acq(&r, &C, 1, ResvType(1), 3, 2));
     assert_eq!(n, vec![(B, Note::REGISTRATION_PREEMPTED)]);
     assert_eq!(r.snapshot().holder, Some(A));
+    // The holder preempting another registrant's key removes it and keeps its reservation.
+    ok(reg(&r, &B, 2));
+    let n = ok(acq(&r, &A, 1, ResvType(1), 1, 2));
+    assert_eq!(n, vec![(B, Note::REGISTRATION_PREEMPTED)]);
+    let s = r.snapshot();
+    assert_eq!((s.holder, s.rtype, s.regs.len()), (Some(A), 1, 2));
     // The holder changes its own type: released notices to the others.
     let n = ok(acq(&r, &A, 1, ResvType::EXCLUSIVE_ACCESS, 1, 1));
     assert_eq!(n, vec![(C, Note::RESERVATION_RELEASED)]);

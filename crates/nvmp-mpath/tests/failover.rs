@@ -195,7 +195,12 @@ async fn ana_flips_under_verified_load_lose_nothing() {
 async fn a_timeout_on_a_black_holed_path_fails_over() {
     init_tracing();
     let (t, addrs) = start_target(&TargetDef::default()).await;
-    let mp = nvmp_mpath::Multipath::new(nvmp_mpath::MpathConfig::default());
+    // The I/O timeout's path (the read stall rule, which acts first by
+    // default, is tested in stall.rs).
+    let mp = nvmp_mpath::Multipath::new(nvmp_mpath::MpathConfig {
+        read_stall: nvmp_mpath::disposition::ReadStall(None),
+        ..Default::default()
+    });
     for a in &addrs {
         let mut o = path_opts(*a, NQN);
         o.io_timeout_ms = 1_000;

@@ -325,7 +325,10 @@ pub async fn connect_all(args: &PathArgs, multipath: bool) -> Result<Connected> 
 }
 
 /// Connect every portal and link the controllers into a multipath layer.
-pub async fn multipath(args: &PathArgs, config: MpathConfig) -> Result<(Multipath, Connected)> {
+pub async fn multipath(args: &PathArgs, mut config: MpathConfig) -> Result<(Multipath, Connected)> {
+    if let Some(r) = args.tuning.read_stall() {
+        config.read_stall = r;
+    }
     let conn = connect_all(args, true).await?;
     let mp = Multipath::new(config);
     for c in &conn.ctrls {

@@ -90,10 +90,27 @@ pub struct TuningArgs {
     /// Enable the data digest (CRC32C).
     #[arg(short = 'G', long = "data-digest", help_heading = "Connect options")]
     pub data_digest: bool,
+    /// Reads leave an I/O queue that completed nothing for this many ms
+    /// while commands were outstanding, and a controller so stalled with
+    /// writes waiting is reset through another one (Cross-Controller
+    /// Reset). Default 500; 0: off (reads wait for the I/O timeout, as Linux).
+    #[arg(long = "read-stall-ms", value_name = "MS", help_heading = "Multipath")]
+    pub read_stall_ms: Option<u64>,
     #[command(flatten)]
     pub tls: crate::tls_cli::TlsArgs,
     #[command(flatten)]
     pub dhchap: crate::dhchap_cli::DhchapArgs,
+}
+
+impl TuningArgs {
+    /// The multipath read stall rule from `--read-stall-ms` (None: default).
+    pub fn read_stall(&self) -> Option<nvmp_mpath::disposition::ReadStall> {
+        self.read_stall_ms.map(|ms| {
+            nvmp_mpath::disposition::ReadStall(
+                (ms > 0).then(|| std::time::Duration::from_millis(ms)),
+            )
+        })
+    }
 }
 
 /// Per-portal overrides (from the command line or config.json); None = default.
@@ -305,6 +322,22 @@ mod tests {
         let mut v = vec!["t"];
         v.extend_from_slice(args);
         T::try_parse_from(v).unwrap().p.source()
+    }
+
+    #[test]
+    fn read_stall_flag() {
+        let t = |a: &[&str]| {
+            let mut v = vec!["t"];
+            v.extend_from_slice(a);
+            T::try_parse_from(v).unwrap().p.tuning.read_stall()
+        };
+        use nvmp_mpath::disposition::ReadStall;
+        assert_eq!(t(&[]), None, "the multipath default stays");
+        assert_eq!(t(&["--read-stall-ms", "0"]), Some(ReadStall(None)), "0: off");
+        assert_eq!(
+            t(&["--read-stall-ms", "250"]),
+            Some(ReadStall(Some(std::time::Duration::from_millis(250))))
+        );
     }
 
     #[test]

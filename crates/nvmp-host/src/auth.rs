@@ -70,6 +70,17 @@ pub(crate) async fn after_connect(
     authenticate(q, cfg, qid, timeout).await
 }
 
+/// A failed Authentication Send/Receive; a timeout says so.
+fn failed(cmd: &str, what: &str, status: nvmp_wire::Status, t: Duration) -> HostError {
+    if status.code == nvmp_wire::StatusCode::ABORTED_BY_HOST {
+        HostError::Auth(format!(
+            "{cmd} ({what}): timed out after {t:?} or the connection was lost"
+        ))
+    } else {
+        HostError::Auth(format!("{cmd} ({what}) failed: {status}"))
+    }
+}
+
 async fn send(q: &Conn, data: Vec<u8>, t: Duration, what: &str) -> Result<(), HostError> {
     let sqe = AuthCmd::send(data.len() as u32).to_sqe();
     let c = q
@@ -78,10 +89,7 @@ async fn send(q: &Conn, data: Vec<u8>, t: Duration, what: &str) -> Result<(), Ho
     if c.status.is_success() {
         Ok(())
     } else {
-        Err(HostError::Auth(format!(
-            "Authentication Send ({what}) failed: {}",
-            c.status
-        )))
+        Err(failed("Authentication Send", what, c.status, t))
     }
 }
 
@@ -93,10 +101,7 @@ async fn receive(q: &Conn, t: Duration, what: &str) -> Result<Bytes, HostError> 
     if c.status.is_success() {
         Ok(c.data)
     } else {
-        Err(HostError::Auth(format!(
-            "Authentication Receive ({what}) failed: {}",
-            c.status
-        )))
+        Err(failed("Authentication Receive", what, c.status, t))
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 use nvmp_auth::Secret;
 
 /// Command-line flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct DhchapArgs {
     /// DH-HMAC-CHAP host key (DHHC-1:…), used when the controller requires authentication.
     #[arg(
@@ -31,10 +31,29 @@ pub struct DhchapArgs {
 }
 
 /// The keys of a portal, as text (checked by [`DhchapTuning::secrets`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` says whether a key is set, never the key.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct DhchapTuning {
     pub secret: Option<String>,
     pub ctrl_secret: Option<String>,
+}
+
+impl std::fmt::Debug for DhchapTuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhchapTuning")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "ctrl_secret",
+                &self.ctrl_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DhchapArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_tuning().fmt(f)
+    }
 }
 
 impl DhchapArgs {
@@ -102,5 +121,6 @@ mod tests {
         };
         assert!(only_ctrl.secrets().is_err());
         assert_eq!(only_ctrl.or(&t).secret.as_deref(), Some(KEY));
+        assert!(!format!("{t:?}").contains("AAECAw"));
     }
 }

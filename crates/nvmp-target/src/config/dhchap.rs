@@ -21,14 +21,28 @@ use serde_json::Value;
 use super::raw::text;
 use super::ConfigError;
 
-/// The raw `dhchap` object of a host.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// The raw `dhchap` object of a host (`Debug` never shows the keys).
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RawDhchap {
     pub key: Value,
     pub ctrl_key: Value,
     pub hash: Value,
     pub dhgroup: Value,
+}
+
+impl std::fmt::Debug for RawDhchap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDhchap")
+            .field("key", &(!self.key.is_null()).then_some("<redacted>"))
+            .field(
+                "ctrl_key",
+                &(!self.ctrl_key.is_null()).then_some("<redacted>"),
+            )
+            .field("hash", &self.hash)
+            .field("dhgroup", &self.dhgroup)
+            .finish()
+    }
 }
 
 /// Validated settings of one host.

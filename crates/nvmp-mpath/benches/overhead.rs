@@ -7,7 +7,7 @@
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
 //!
 //! Time on a shared 2-core machine is noisy, so there is also a count mode
-//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read`
+//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read|head-st`
 //! sets up the same target, controller and head, runs N sequential 4 KiB
 //! reads through the chosen one, and exits. Under
 //! `valgrind --tool=callgrind`, the difference of two N gives instructions
@@ -162,7 +162,14 @@ async fn count_mode(n: u64, mode: &str) {
         "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
         "head" => Dev::Head(head.clone()),
         "head-read" => Dev::HeadRead(head.clone()),
-        other => panic!("NVMP_BENCH_MODE={other}: expected bare, head or head-read"),
+        "head-st" => {
+            // The same through the service-time policy: timed, latency-weighted choice.
+            mp.subsystem(NQN)
+                .unwrap()
+                .set_iopolicy(IoPolicy::ServiceTime);
+            Dev::Head(head.clone())
+        }
+        other => panic!("NVMP_BENCH_MODE={other}: expected bare, head, head-read or head-st"),
     };
     for i in 0..n {
         dev.read4k((i * 8) % dev.blocks()).await;

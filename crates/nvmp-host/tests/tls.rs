@@ -185,7 +185,7 @@ async fn refusals_name_their_reason() {
     // Plain TCP on the TLS-required port: refused.
     let e = Controller::connect(opts(p1, H256, None)).await.unwrap_err();
     let e = e.to_string();
-    assert!(e.contains("ICReq") || e.contains("closed"), "{e}");
+    assert!(e.contains("ICReq") && e.contains("requires TLS"), "{e}");
     // TLS on a plain port of another target: the handshake fails clearly.
     let plain = free_port();
     let cfg = config(plain, free_port(), &k)

@@ -138,7 +138,7 @@ fn connecting_commands_take_tls_options() {
     assert_ok(&o);
     assert!(stdout(&o).contains("nvmptls01"));
     // Plain TCP on the TLS port: refused.
-    assert_clean_failure(&id(&[]), "connect to");
+    assert_clean_failure(&id(&[]), "if the port requires TLS");
     // A wrong key: refused, and the reason says so.
     let other = stdout(&run(&s(&["gen-tls-key"]))).trim().to_string();
     assert_clean_failure(&id(&["--tls_key", &other]), "wrong key");

@@ -99,7 +99,13 @@ async fn open_queue(
     };
     let sink = sink.clone();
     let q = Conn::start(r, w, cfg, Box::new(move |qid, e| sink(gen, qid, e)));
-    q.wait_ready(t).await?;
+    q.wait_ready(t).await.map_err(|e| match (&opts.tls, e) {
+        // A port that requires TLS closes a plain connection at its ICReq.
+        (None, HostError::Closed(m)) => HostError::Closed(format!(
+            "{m} (if the port requires TLS: connect with --tls_key or --keyring)"
+        )),
+        (_, e) => e,
+    })?;
     Ok(q)
 }
 

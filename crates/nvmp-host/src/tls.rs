@@ -1,4 +1,4 @@
-//! NVMe/TCP over TLS 1.3 (NVMe/TCP transport specification 3.6): the
+//! NVMe/TCP over TLS 1.3 (NVMe/TCP transport specification, TLS): the
 //! queue's TCP connection is opened, the TLS handshake runs with the PSK
 //! [`ControllerOptions::tls`] selects, and the queue driver gets the TLS
 //! halves instead of the socket's. Plain TCP never comes here: its

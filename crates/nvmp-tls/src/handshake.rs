@@ -3,7 +3,7 @@
 //! Both sides: TLS 1.3 only, external PSK only (no certificates: a server
 //! without a PSK for the offered identity has nothing to authenticate with
 //! and the handshake fails), no session tickets, the two NVMe/TCP cipher
-//! suites (NVMe/TCP transport specification 3.6.1.1: TLS_AES_128_GCM_SHA256
+//! suites (the NVMe/TCP transport specification's TLS 1.3 profile: TLS_AES_128_GCM_SHA256
 //! shall be supported, TLS_AES_256_GCM_SHA384 should be). A client offers
 //! the suite of its PSK's hash; a server takes either.
 

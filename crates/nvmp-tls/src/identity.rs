@@ -1,5 +1,5 @@
-//! PSK identities (NVMe/TCP transport specification 3.6.1.2): "The PSK
-//! identity ... is `NVMe<v><t><hh> <hostnqn> <subnqn>`" where `t` is `R`
+//! PSK identities (NVMe/TCP transport specification, TLS PSK identity):
+//! `NVMe<v><t><hh> <hostnqn> <subnqn>`, where `t` is `R`
 //! for a retained PSK or `G` for a generated one, and `hh` the hash (01
 //! SHA-256, 02 SHA-384); version 1 (TP 8018) appends ` <PSK digest>`.
 

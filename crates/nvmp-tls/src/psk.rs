@@ -1,18 +1,18 @@
 //! NVMe/TCP pre-shared keys as nvme-cli and libnvme handle them.
 //!
 //! - The PSK interchange format `NVMeTLSkey-1:<hh>:<base64(key ‖ CRC-32)>:`
-//!   (NVMe/TCP transport specification 3.6.1.5; `hh` is the hash used to
+//!   (NVMe/TCP transport specification, PSK interchange format; `hh` is the hash used to
 //!   make the retained PSK: 00 none, 01 SHA-256, 02 SHA-384; the key is 32
 //!   or 48 bytes; the CRC-32 is zlib's, appended little endian).
-//! - The retained PSK (3.6.1.3): "The method to derive a retained PSK from a
+//! - The retained PSK (as libnvme quotes the specification): "The method to derive a retained PSK from a
 //!   configured PSK shall be using the HKDF-Extract and HKDF-Expand-Label
 //!   operations: PRK = HKDF-Extract(0, Configured PSK); Retained PSK =
 //!   HKDF-Expand-Label(PRK, "HostNQN", NQNh, Length(Configured PSK))".
-//! - The TLS PSK (3.6.1.4): "TLS PSK = HKDF-Expand-Label(PRK,
+//! - The TLS PSK (likewise): "TLS PSK = HKDF-Expand-Label(PRK,
 //!   "nvme-tls-psk", PskIdentity, L)", with PRK = HKDF-Extract(0, retained
 //!   PSK) and L the hash length of the cipher suite; for identity version 1
 //!   the context is `"<hh> <PSK digest>"` as libnvme and Linux derive it.
-//! - The PSK identity (3.6.1.2) `NVMe0R<hh> <hostnqn> <subnqn>`, and the
+//! - The PSK identity `NVMe0R<hh> <hostnqn> <subnqn>`, and the
 //!   version 1 identity of TP 8018 that appends the PSK digest
 //!   `base64(HMAC(retained PSK, hostnqn ‖ " " ‖ subnqn ‖ " NVMe-over-Fabrics"))`.
 //!

@@ -1,4 +1,4 @@
-//! Connections on TLS ports (NVMe/TCP transport specification 3.6): the
+//! Connections on TLS ports (NVMe/TCP transport specification, TLS): the
 //! first byte tells a TLS ClientHello (a handshake record, 16h) from a
 //! plain ICReq (PDU type 00h). Where TLS is required a plain connection is
 //! refused; where it is optional it is served as is. After the handshake

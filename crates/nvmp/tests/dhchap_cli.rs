@@ -126,7 +126,7 @@ fn connecting_commands_take_dhchap_options() {
         "-a",
         "127.0.0.1",
         "-s",
-        &portal.rsplit(':').next().unwrap().to_string(),
+        portal.rsplit(':').next().unwrap(),
         "-q",
         HOST,
         "-S",

@@ -8,9 +8,11 @@
 //!            "hash": "hmac(sha384)", "dhgroup": "ffdhe3072"}}]
 //! ```
 //!
-//! As in nvmet, a host is authenticated when it has a key and connects to a
-//! subsystem that lists it in `allowed_hosts` (not through `allow_any_host`,
-//! nor to the discovery subsystem). Defaults as nvmet: `hmac(sha256)`, `null`.
+//! A host that has a key must authenticate on every I/O subsystem it
+//! connects to, also one that admits it through `allow_any_host` (nvmet
+//! only authenticates hosts linked in `allowed_hosts`; nvmp does not let a
+//! keyed host skip authentication); the discovery subsystem is not
+//! authenticated, as in nvmet. Defaults as nvmet: `hmac(sha256)`, `null`.
 
 use std::collections::BTreeMap;
 

@@ -26,23 +26,14 @@
 //! notice a silent path.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use nvmp_host::{CtrlState, IoRequest};
-use nvmp_wire::admin::ccr::{
-    CcrLog, CcrResult, CcrStatus, CrossControllerResetCmd, CCR_ENTRY_LEN, CCR_LOG_HEADER_LEN,
-};
-use nvmp_wire::admin::LogPageId;
+use nvmp_host::CtrlState;
 use tokio::time::Instant;
 
 use crate::path::{CtrlEntry, Path};
 
-/// How often the CCR log is read while a reset is in progress.
-const LOG_POLL: Duration = Duration::from_millis(20);
 /// Controllers asked, at most, per lost instance.
 const MAX_ASKED: usize = 2;
-/// Entries of the CCR log read (bounded; the log keeps few).
-const LOG_ENTRIES_READ: usize = 32;
 
 /// A controller instance as Identify Controller names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +113,7 @@ pub async fn fence_ctrl(
             break;
         }
         asked += 1;
-        match tokio::time::timeout_at(deadline, reset_through(other, inst)).await {
+        match tokio::time::timeout_at(deadline, reset_through(other, inst, deadline)).await {
             Ok(true) => {
                 tracing::info!(ctrl = %entry.name, by = %other.name, cntlid = inst.cntlid, "lost controller reset by Cross-Controller Reset");
                 outcome = FenceOutcome::Reset {
@@ -140,48 +131,26 @@ pub async fn fence_ctrl(
     outcome
 }
 
-/// Ask `via` to reset `inst`; true once the reset is confirmed.
-async fn reset_through(via: &CtrlEntry, inst: Instance) -> bool {
-    let cmd = CrossControllerResetCmd {
-        icid: inst.cntlid,
+/// Ask `via` to reset `inst`; true once the reset is confirmed
+/// ([`nvmp_host::Controller::reset_instance`]: at once, or through the CCR
+/// log and its notice; completed entries are removed from the log).
+async fn reset_through(via: &CtrlEntry, inst: Instance, deadline: Instant) -> bool {
+    let id = nvmp_host::ctrl::ccr::CcrIdentity {
+        cntlid: inst.cntlid,
         ciu: inst.ciu,
         cirn: inst.cirn,
+        ..Default::default()
     };
-    let c = via.ctrl.admin(IoRequest::new(cmd.to_sqe())).await;
-    if !c.status.is_success() {
-        tracing::info!(via = %via.name, status = %c.status, "Cross-Controller Reset refused");
-        return false;
-    }
-    let r = CcrResult::from_dw0(c.dw0);
-    if r.irs {
-        // Reset before the command completed; not validated means no such
-        // instance exists any more (it was torn down already): either way
-        // nothing of it can execute now.
-        return true;
-    }
-    // Completes later: the log page reports it.
-    let len = (CCR_LOG_HEADER_LEN + LOG_ENTRIES_READ * CCR_ENTRY_LEN) as u32;
-    loop {
-        tokio::time::sleep(LOG_POLL).await;
-        let Ok(b) = via
-            .ctrl
-            .get_log_page(LogPageId::CROSS_CONTROLLER_RESET, 0, 0, len)
-            .await
-        else {
-            return false;
-        };
-        let Ok(log) = CcrLog::decode(&b) else {
-            return false;
-        };
-        let e = log
-            .entries
-            .iter()
-            .find(|e| e.icid == inst.cntlid && e.ciu == inst.ciu);
-        match e.map(|e| e.status) {
-            Some(CcrStatus::SUCCESS) => return true,
-            Some(CcrStatus::IN_PROGRESS) => {}
-            // Failed, or no entry: not confirmed.
-            _ => return false,
+    let limit = deadline.saturating_duration_since(Instant::now());
+    match via.ctrl.reset_instance(id, limit).await {
+        Ok(w) if w.quiesced() => true,
+        Ok(w) => {
+            tracing::info!(via = %via.name, outcome = ?w, "Cross-Controller Reset not confirmed");
+            false
+        }
+        Err(e) => {
+            tracing::info!(via = %via.name, error = %e, "Cross-Controller Reset not sent");
+            false
         }
     }
 }

@@ -51,9 +51,12 @@ type FindSessionCb = unsafe extern "C" fn(
     sess: *mut *mut SSL_SESSION,
 ) -> c_int;
 
+/// Resolves an identity a host offered to its key.
+pub(crate) type Lookup = Box<dyn Fn(&str) -> Result<TlsPsk, LookupError> + Send + Sync>;
+
 /// What a server connection resolves identities with, and what happened.
 pub(crate) struct ServerPsk {
-    pub lookup: Box<dyn Fn(&str) -> Result<TlsPsk, LookupError> + Send + Sync>,
+    pub lookup: Lookup,
     /// The identity offered and the lookup's result (`Ok(hash)` when a key
     /// was found), for the error message and the connection's record.
     pub outcome: Mutex<Option<(String, Result<PskHash, LookupError>)>>,

@@ -63,6 +63,7 @@ impl PskHash {
         }
     }
     /// Key and digest length in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             Self::Sha256 => 32,
@@ -146,7 +147,7 @@ impl ConfiguredPsk {
     /// A key from a secret in hexadecimal (nvme-cli's `--secret`).
     pub fn from_hex(hmac: u8, hex: &str) -> Result<Self, KeyError> {
         let hex = hex.trim();
-        if hex.len() % 2 != 0 || hex.len() > 2 * 64 {
+        if !hex.len().is_multiple_of(2) || hex.len() > 2 * 64 {
             return Err(KeyError::Secret(
                 "odd length or longer than 64 bytes".into(),
             ));

@@ -199,6 +199,16 @@ async fn refusals_name_their_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("TLS"), "{e}");
+    // A Connect naming another host than the TLS identity: Connect Invalid Host.
+    let psk = k.k256.tls_psk(H256, SUB, 0, false).unwrap();
+    let e = Controller::connect(opts(p1, STRANGER, Some(HostKey::Psk(psk))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.status().map(|s| s.code),
+        Some(nvmp_wire::StatusCode::CONNECT_INVALID_HOST),
+        "{e}"
+    );
     // The optional port still serves plain TCP.
     let c = Controller::connect(opts(p2, STRANGER, None)).await.unwrap();
     c.disconnect().await;

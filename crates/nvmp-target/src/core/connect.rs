@@ -88,6 +88,16 @@ pub fn connect(
             ..Completion::err_dnr(StatusCode::CONNECT_INVALID_HOST)
         });
     }
+    // A TLS connection's key was derived for the host its PSK identity
+    // names: a Connect naming another host is refused as a host that is
+    // not allowed.
+    if ctx.tls_hostnqn.as_ref().is_some_and(|h| *h != cd.hostnqn) {
+        tracing::warn!(port = ctx.port, peer = ?ctx.peer, subnqn = %cd.subnqn, hostnqn = %cd.hostnqn, "Connect refused: HOSTNQN is not the host of the TLS PSK identity");
+        return Err(Completion {
+            dw0: IPO_HOSTNQN | (1 << 16),
+            ..Completion::err_dnr(StatusCode::CONNECT_INVALID_HOST)
+        });
+    }
     // SQSIZE is 0's based; "a value of 0h is invalid".
     let qsize = cmd.sqsize as u32 + 1;
     if cmd.qid == 0 {

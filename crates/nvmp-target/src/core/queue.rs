@@ -143,6 +143,7 @@ impl Queue {
                 conn,
                 local_addr,
                 limits,
+                tls_hostnqn: None,
             },
             phase: Phase::AwaitIcReq,
             decoder: PduDecoder::new(PduConfig::initial(Role::Controller, max_data)),
@@ -186,6 +187,11 @@ impl Queue {
     /// Name the peer in this queue's log lines.
     pub fn set_peer(&mut self, peer: SocketAddr) {
         self.ctx.peer = Some(peer);
+    }
+
+    /// The host NQN of the connection's TLS PSK identity.
+    pub fn set_tls_hostnqn(&mut self, hostnqn: String) {
+        self.ctx.tls_hostnqn = Some(hostnqn);
     }
 
     /// Whether new commands wait in the receive buffer because the peer

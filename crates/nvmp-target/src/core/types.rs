@@ -128,4 +128,7 @@ pub struct Ctx {
     pub conn: ConnId,
     pub local_addr: Option<SocketAddr>,
     pub limits: Limits,
+    /// The host NQN of the TLS PSK identity the connection was set up
+    /// with (TLS ports): its Connect must name the same host.
+    pub tls_hostnqn: Option<String>,
 }

@@ -153,7 +153,7 @@ pub async fn serve_conn(
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
     let (rd, wr) = stream.split();
-    serve_io(shared, portid, rd, wr, local, peer, id, signal).await;
+    serve_io(shared, portid, rd, wr, local, peer, id, signal, None).await;
 }
 
 /// Serve one connection, given its halves, until it closes.
@@ -167,6 +167,7 @@ pub(super) async fn serve_io<R: tokio::io::AsyncRead + Unpin, W: Wire>(
     peer: std::net::SocketAddr,
     id: ConnId,
     signal: Arc<ConnSignal>,
+    tls_hostnqn: Option<String>,
 ) {
     let limits = super::limits_of(&shared, portid);
     let faults = shared.lock().ports.get(&portid).map(|p| p.faults.clone());
@@ -187,6 +188,9 @@ pub(super) async fn serve_io<R: tokio::io::AsyncRead + Unpin, W: Wire>(
         Instant::now().into_std(),
     );
     q.set_peer(peer);
+    if let Some(h) = tls_hostnqn {
+        q.set_tls_hostnqn(h);
+    }
     let mut tx = TxBuf::default();
     let mut delayed = Delayed::default();
     let mut buf = BytesMut::new();

@@ -71,6 +71,9 @@ pub(super) async fn serve(
         cipher = %who.cipher,
         "TLS established"
     );
+    let host = nvmp_tls::PskIdentity::parse(&who.identity)
+        .ok()
+        .map(|i| i.hostnqn);
     let (rd, wr) = s.split();
-    super::conn::serve_io(shared, portid, rd, wr, local, peer, id, signal).await;
+    super::conn::serve_io(shared, portid, rd, wr, local, peer, id, signal, host).await;
 }

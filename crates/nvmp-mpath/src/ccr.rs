@@ -48,6 +48,15 @@ pub struct Instance {
 pub struct CcrFence {
     /// The last instance a reset was confirmed for.
     last: tokio::sync::Mutex<Option<(Instance, bool)>>,
+    /// The instance of the controller's last live association.
+    live: std::sync::Mutex<Option<Instance>>,
+}
+
+impl CcrFence {
+    /// The controller is live on a (new) association: remember its instance.
+    pub fn record(&self, inst: Instance) {
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(inst);
+    }
 }
 
 /// How a fenced write may go on.
@@ -59,13 +68,27 @@ pub enum FenceOutcome {
     Fallback,
 }
 
-fn instance_of(e: &CtrlEntry) -> Instance {
-    let id = e.ctrl.id_ctrl();
-    Instance {
-        cntlid: e.cntlid,
-        ciu: id.ciu,
-        cirn: id.cirn,
+impl Instance {
+    /// The controller's current association, as its Identify data and the
+    /// Connect response name it.
+    pub fn current(ctrl: &nvmp_host::Controller) -> Self {
+        let id = ctrl.id_ctrl();
+        Instance {
+            cntlid: ctrl.cntlid(),
+            ciu: id.ciu,
+            cirn: id.cirn,
+        }
     }
+}
+
+/// The instance a fence names: the one recorded when the controller was
+/// last seen live ([`CcrFence::record`], by the monitor). A write torn down
+/// in flight belongs to that association even if the controller has since
+/// reconnected (then the old instance is gone: the target answers "not
+/// validated", which is the truth, and the new one is left alone).
+fn instance_of(e: &CtrlEntry) -> Instance {
+    let g = e.ccr.live.lock().unwrap_or_else(|p| p.into_inner());
+    g.unwrap_or_else(|| Instance::current(&e.ctrl))
 }
 
 /// KATO + CQT of a lost controller: how long a write torn down on it is
@@ -103,7 +126,7 @@ pub async fn fence_ctrl(
     let mut outcome = FenceOutcome::Fallback;
     for other in others {
         if Arc::ptr_eq(other, entry)
-            || other.cntlid == inst.cntlid
+            || other.ctrl.cntlid() == inst.cntlid
             || other.ctrl.state() != CtrlState::Live
             || !other.ctrl.id_ctrl().supports_ccr()
         {

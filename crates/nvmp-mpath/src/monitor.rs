@@ -51,6 +51,7 @@ pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<Ctr
                 last = now;
                 match now {
                     CtrlState::Live => {
+                        entry.ccr.record(crate::ccr::Instance::current(&entry.ctrl));
                         // After a reconnect: the ANA log and the namespaces may have changed.
                         entry.ana.lock().unwrap_or_else(|e| e.into_inner()).clear();
                         if entry.ana_supported {

@@ -194,6 +194,7 @@ impl Multipath {
             removed: AtomicBool::new(false),
             ccr: Default::default(),
         });
+        entry.ccr.record(crate::ccr::Instance::current(&ctrl));
         {
             let mut ctrls = sub.ctrls.lock().unwrap_or_else(|e| e.into_inner());
             let live: Vec<&Arc<CtrlEntry>> = ctrls

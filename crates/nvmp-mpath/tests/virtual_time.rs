@@ -247,6 +247,33 @@ async fn a_write_on_a_silent_path_is_resent_after_the_stall_bound() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reconnected_controller_is_fenced_by_its_new_identity() {
+    // After a reset the controller comes back as a new instance (another
+    // CNTLID, CIU, CIRN): a second silent spell must reset that one, not
+    // name the old instance (which the target would answer as gone).
+    let s = setup_with(&TargetDef::default(), MpathConfig::default(), |o| {
+        o.io_timeout_ms = 60_000;
+    })
+    .await;
+    let first = s.ctrls[0].cntlid();
+    for round in 0..2 {
+        let t0 = Instant::now();
+        let (reset_at, data, w) = write_into_black_hole(&s, t0).await;
+        w.await.unwrap().unwrap();
+        assert_eq!(reset_at, Duration::from_millis(500), "round {round}");
+        assert_eq!(t0.elapsed(), reset_at, "round {round}");
+        s.t.clear_faults(1).unwrap();
+        assert_eq!(s.head.read(9, 1).await.unwrap(), data);
+        while !s.head.paths()[0].view().is_usable() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_ne!(s.ctrls[0].cntlid(), first, "a new controller instance");
+    assert_eq!(s.head.stats.fenced_by_ccr.load(Relaxed), 2);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_a_live_controller_to_reset_it_a_write_waits_kato_plus_cqt() {
     let s = setup(
         &TargetDef {

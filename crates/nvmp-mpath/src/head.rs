@@ -219,7 +219,9 @@ impl NamespaceHead {
         if let Selection::Path(i) = s {
             if i != cur {
                 self.current.store(i, Relaxed);
-                if policy == IoPolicy::Numa {
+                // (With several NUMA nodes the nearest path differs per node:
+                // the current path may change with the submitting CPU.)
+                if policy == IoPolicy::Numa && !crate::numa::active() {
                     tracing::info!(head = %self.name, path = %paths[i].name, "current path");
                 }
             }

@@ -111,6 +111,9 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
     }
     meter.begin();
     let t0 = Instant::now();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut tasks = Vec::new();
     // The data of unverified writes: one buffer shared by every task (none
     // for a read-only workload).
@@ -277,6 +280,7 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
     let bytes = c.bytes.load(Relaxed);
     let mixed = c.reads.load(Relaxed) > 0 && c.writes.load(Relaxed) > 0;
     Report {
+        start_unix_ms,
         target: t.name(),
         rw: w.rw.name().into(),
         bs: w.bs,

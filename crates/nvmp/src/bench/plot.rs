@@ -247,6 +247,7 @@ mod tests {
             h.record(i * 10_000).unwrap();
         }
         let r = Report {
+            start_unix_ms: 0,
             target: "nvme0n1".into(),
             rw: "randread".into(),
             bs: 4096,

@@ -79,6 +79,8 @@ pub struct Sample {
 /// The whole result of one benchmark run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
+    /// When the measured interval began (the timeline's t = 0), Unix time in ms.
+    pub start_unix_ms: u64,
     pub target: String,
     pub rw: String,
     pub bs: u64,

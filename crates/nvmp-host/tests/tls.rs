@@ -312,8 +312,8 @@ async fn nvmp_host_to_openssl_s_server() {
         out.read_exact(&mut next)?;
         Ok((icreq, next))
     });
-    // Wait for s_server to listen.
-    for _ in 0..100 {
+    // Wait for s_server to listen (up to 30 s on a loaded machine).
+    for _ in 0..600 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
         }

@@ -16,6 +16,18 @@ const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:7e570000-0000-4000-8000-0000
 const SECRET: &str = "5512DBB6737D0106F65975B773DFB011FFC344BCF442E2DD6D8BC4870B5D5B03";
 const VECTOR_KEY: &str = "NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:";
 
+/// `nvme check-tls-key` with the key: `-k` up to nvme-cli 2.x, `--keydata`
+/// from 3.0 (where `-k` names a keyring).
+fn nvme_check(key: &str) -> std::process::Output {
+    let v = nvme(&["version"]);
+    let old = String::from_utf8_lossy(&v.stdout).contains("nvme version 2.");
+    if old {
+        nvme(&["check-tls-key", "-k", key])
+    } else {
+        nvme(&["check-tls-key", "--keydata", key])
+    }
+}
+
 fn nvme(args: &[&str]) -> std::process::Output {
     Command::new("nvme")
         .args(args)
@@ -31,7 +43,7 @@ fn keys_interoperate_with_nvme_cli() {
         assert_ok(&o);
         let key = stdout(&o).trim().to_string();
         assert!(key.starts_with(&format!("NVMeTLSkey-1:0{m}:")), "{key}");
-        let c = nvme(&["check-tls-key", "-k", &key]);
+        let c = nvme_check(&key);
         let out = String::from_utf8_lossy(&c.stdout);
         assert!(c.status.success(), "nvme check-tls-key: {out}");
         assert!(
@@ -51,7 +63,7 @@ fn keys_interoperate_with_nvme_cli() {
     }
     // A corrupted key: nvme-cli and nvmp both refuse it.
     let bad = VECTOR_KEY.replace("LrZ:", "Lra:");
-    assert!(!nvme(&["check-tls-key", "-k", &bad]).status.success());
+    assert!(!nvme_check(&bad).status.success());
     assert_clean_failure(&run(&s(&["check-tls-key", "-d", &bad])), "CRC mismatch");
     // libnvme's vector: secret -> key -> identity (version 1).
     let o = run(&s(&["gen-tls-key", "-s", SECRET]));

@@ -190,7 +190,7 @@ impl ConfiguredPsk {
             .ok_or_else(|| KeyError::Format("does not end with ':'".into()))?;
         let raw = B64
             .decode(body)
-            .map_err(|e| KeyError::Format(format!("base64: {e}")))?;
+            .map_err(|_| KeyError::Format("the key is not valid base64".into()))?;
         if raw.len() != 36 && raw.len() != 52 {
             return Err(KeyError::Length {
                 hmac,

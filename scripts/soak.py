@@ -306,7 +306,7 @@ def report(a, load, chaos, elapsed_s, fatal, final_chunks, nbd_status, tgt_statu
     head = head_of(nbd_status) if nbd_status else {}
     r = {
         "seed": a.seed, "minutes": a.minutes, "elapsed_s": round(elapsed_s, 1),
-        "iopolicy": a.iopolicy, "qd": a.qd, "conns": a.conns, "ns_size": a.ns_size,
+        "iopolicy": a.iopolicy, "read_stall_ms": a.read_stall_ms, "qd": a.qd, "conns": a.conns, "ns_size": a.ns_size,
         "ops": load.ops, "ops_per_s": round(load.ops / max(elapsed_s, 1e-9)), "by_op": load.counts,
         "mismatches": load.mismatches, "errors": load.errors,
         "mismatch_examples": load.mismatch_examples, "error_examples": load.error_examples,
@@ -393,7 +393,8 @@ async def soak(a, procs):
     procs.start("nbd", [a.nvmp, "nbd", "-n", NQN, "--portal", f"127.0.0.1:{svcs[0]}",
                         "--portal", f"127.0.0.1:{svcs[1]}", "--nsid", "1", "--unix", nbd_sock,
                         "--name", "soak", "--control", nctl, "--iopolicy", a.iopolicy,
-                        "-c", "1", "-l", "-1"])
+                        "-c", "1", "-l", "-1"]
+               + (["--read-stall-ms", str(a.read_stall_ms)] if a.read_stall_ms is not None else []))
 
     async def both_usable():
         st = await control(nctl, {"cmd": "status"})
@@ -459,6 +460,8 @@ def main():
     ap.add_argument("--conns", type=int, default=2, help="NBD connections (default 2)")
     ap.add_argument("--ns-size", default="64M", help="RAM namespace size (default 64M)")
     ap.add_argument("--iopolicy", default="round-robin", help="head I/O policy (default round-robin)")
+    ap.add_argument("--read-stall-ms", type=int, default=None,
+                    help="nvmp nbd --read-stall-ms (default: nvmp's, 500; 0 = off)")
     ap.add_argument("--op-timeout", type=float, default=120.0, help="seconds before an unanswered op fails the soak")
     ap.add_argument("--recover-timeout", type=float, default=60.0,
                     help="seconds for a path to be usable again after a fault is undone")

@@ -18,8 +18,8 @@ pub mod identity;
 pub mod keepalive;
 pub mod options;
 pub mod queue;
-pub mod transport;
 mod tls;
+pub mod transport;
 
 pub use command::{Completion, IoRequest};
 pub use ctrl::state::{CtrlState, Reconnect, ReconnectPolicy};
@@ -29,7 +29,7 @@ pub use discovery::{
 };
 pub use error::HostError;
 pub use identity::HostIdentity;
-pub use options::ControllerOptions;
-pub use transport::{Connector, TcpConnector};
 /// The TLS keys and configurations of [`ControllerOptions::tls`].
 pub use nvmp_tls;
+pub use options::ControllerOptions;
+pub use transport::{Connector, TcpConnector};

@@ -122,7 +122,9 @@ pub struct ReadStall(pub Option<std::time::Duration>);
 
 impl Default for ReadStall {
     fn default() -> Self {
-        Self(Some(std::time::Duration::from_millis(DEFAULT_READ_STALL_MS)))
+        Self(Some(std::time::Duration::from_millis(
+            DEFAULT_READ_STALL_MS,
+        )))
     }
 }
 

@@ -333,7 +333,11 @@ mod tests {
         };
         use nvmp_mpath::disposition::ReadStall;
         assert_eq!(t(&[]), None, "the multipath default stays");
-        assert_eq!(t(&["--read-stall-ms", "0"]), Some(ReadStall(None)), "0: off");
+        assert_eq!(
+            t(&["--read-stall-ms", "0"]),
+            Some(ReadStall(None)),
+            "0: off"
+        );
         assert_eq!(
             t(&["--read-stall-ms", "250"]),
             Some(ReadStall(Some(std::time::Duration::from_millis(250))))

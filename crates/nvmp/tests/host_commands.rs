@@ -399,7 +399,10 @@ fn bench_head_single_path_and_plot() {
         .map(|w| w[1]["t_s"].as_f64().unwrap() - w[0]["t_s"].as_f64().unwrap())
         .collect();
     assert!(gaps.iter().any(|g| *g < 0.6), "{gaps:?}");
-    assert!(v["start_unix_ms"].as_u64().unwrap() > 1_700_000_000_000, "{v}");
+    assert!(
+        v["start_unix_ms"].as_u64().unwrap() > 1_700_000_000_000,
+        "{v}"
+    );
 
     let o = run(&join(
         &[

@@ -396,39 +396,68 @@ fn stalled_queue_retires_reads_not_writes() {
     assert!(q.take_rearm(), "setting the bound asks for a timer check");
     let r = q.submit(1, read_req(4), dl).unwrap();
     let w = q
-        .submit(2, IoRequest::with_write(Sqe::new(Opcode::WRITE), pattern(16)), dl)
+        .submit(
+            2,
+            IoRequest::with_write(Sqe::new(Opcode::WRITE), pattern(16)),
+            dl,
+        )
         .unwrap();
     sent(&mut q);
     // Busy from t0: checks every half bound.
-    assert_eq!(q.poll_timeout(t0).unwrap(), Some(t0 + Duration::from_millis(500)));
+    assert_eq!(
+        q.poll_timeout(t0).unwrap(),
+        Some(t0 + Duration::from_millis(500))
+    );
     let t1 = t0 + Duration::from_millis(500);
-    assert_eq!(q.poll_timeout(t1).unwrap(), Some(t1 + Duration::from_millis(500)));
-    assert!(done(&mut q).is_empty() && !q.is_stalled(), "half the bound: nothing yet");
+    assert_eq!(
+        q.poll_timeout(t1).unwrap(),
+        Some(t1 + Duration::from_millis(500))
+    );
+    assert!(
+        done(&mut q).is_empty() && !q.is_stalled(),
+        "half the bound: nothing yet"
+    );
     let t2 = t0 + Duration::from_secs(1);
     q.poll_timeout(t2).unwrap();
     let d = done(&mut q);
     assert_eq!(d.len(), 1, "the read is retired, the write stays");
     assert_eq!(d[0].0, 1);
     assert_eq!(d[0].1.status.code, StatusCode::ABORTED_BY_HOST);
-    assert!(d[0].1.status.is_path_error(), "a path error: multipath sends it elsewhere");
+    assert!(
+        d[0].1.status.is_path_error(),
+        "a path error: multipath sends it elsewhere"
+    );
     assert!(q.is_stalled());
     assert!(q.stalled_with_unretired(), "the write still waits there");
-    assert_eq!(q.take_slot_delta(), (0, 1), "the retired read keeps its slot");
+    assert_eq!(
+        q.take_slot_delta(),
+        (0, 1),
+        "the retired read keeps its slot"
+    );
     assert_eq!(q.in_flight(), 2);
     assert_eq!(q.reads_retired(), 1);
     // A read submitted to the stalled queue is retired at the next check.
     q.submit(3, read_req(4), dl).unwrap();
     q.poll_timeout(t2 + Duration::from_millis(500)).unwrap();
-    assert_eq!(done(&mut q).iter().map(|d| d.0).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(
+        done(&mut q).iter().map(|d| d.0).collect::<Vec<_>>(),
+        vec![3]
+    );
     assert_eq!(q.take_slot_delta(), (0, 1));
     // The late answer to the first read: accepted, dropped, slot freed.
     q.handle(c2h(r, 0, b"late", true, true)).unwrap();
     assert!(done(&mut q).is_empty());
     assert_eq!(q.take_slot_delta(), (1, 0));
-    assert!(!q.is_stalled(), "a response: the queue makes progress again");
+    assert!(
+        !q.is_stalled(),
+        "a response: the queue makes progress again"
+    );
     assert_eq!(q.in_flight(), 2);
     q.handle(cqe(w, StatusCode::SUCCESS)).unwrap();
-    assert_eq!(done(&mut q).iter().map(|d| d.0).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        done(&mut q).iter().map(|d| d.0).collect::<Vec<_>>(),
+        vec![2]
+    );
     assert_eq!(q.take_slot_delta(), (0, 0));
 }
 
@@ -439,8 +468,12 @@ fn progress_keeps_reads_and_idle_queues_need_no_checks() {
     let dl = Some(t0 + Duration::from_secs(30));
     q.set_read_stall(Some(Duration::from_secs(1)));
     // An AER alone (no deadline) is not outstanding work.
-    q.submit(9, IoRequest::new(Sqe::new(Opcode::ASYNC_EVENT_REQUEST)), None)
-        .unwrap();
+    q.submit(
+        9,
+        IoRequest::new(Sqe::new(Opcode::ASYNC_EVENT_REQUEST)),
+        None,
+    )
+    .unwrap();
     assert_eq!(q.poll_timeout(t0).unwrap(), None);
     let a = q.submit(1, read_req(4), dl).unwrap();
     q.submit(2, read_req(4), dl).unwrap();
@@ -469,11 +502,16 @@ fn a_retired_read_still_times_out_the_queue() {
     let mut q = ready(8);
     let t0 = Instant::now();
     q.set_read_stall(Some(Duration::from_millis(100)));
-    let r = q.submit(1, read_req(4), Some(t0 + Duration::from_secs(2))).unwrap();
+    let r = q
+        .submit(1, read_req(4), Some(t0 + Duration::from_secs(2)))
+        .unwrap();
     q.poll_timeout(t0).unwrap();
     q.poll_timeout(t0 + Duration::from_millis(100)).unwrap();
     assert_eq!(done(&mut q).len(), 1);
-    assert!(q.is_stalled() && !q.stalled_with_unretired(), "only the retired read is left");
+    assert!(
+        q.is_stalled() && !q.stalled_with_unretired(),
+        "only the retired read is left"
+    );
     // Nothing in flight but the retired read: no more stall checks, the deadline stays.
     assert_eq!(
         q.poll_timeout(t0 + Duration::from_millis(150)).unwrap(),

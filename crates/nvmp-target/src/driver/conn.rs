@@ -118,11 +118,7 @@ impl Wire for nvmp_tls::TlsWrite {
 }
 
 /// Write as much as the socket takes without waiting; returns bytes written.
-fn flush<W: Wire>(
-    wr: &W,
-    tx: &mut TxBuf,
-    calls: &mut u64,
-) -> std::io::Result<usize> {
+fn flush<W: Wire>(wr: &W, tx: &mut TxBuf, calls: &mut u64) -> std::io::Result<usize> {
     let mut total = 0;
     while !tx.is_empty() {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];

@@ -5,8 +5,8 @@
 //! files on a bounded pool).
 
 mod conn;
-mod tls;
 pub mod memory;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -138,101 +138,100 @@ fn fail(what: &str, e: ResvError) -> anyhow::Error {
     }
 }
 
-pub async fn register(a: RegisterArgs) -> Result<()> {
-    if let Some(sock) = &a.control {
-        let req = ResvRequest {
-            nsid: Some(a.nsid),
-            subsystem: a.paths.nqn.clone(),
-            rrega: a.rrega,
-            iekey: a.iekey,
-            cptpl: a.cptpl,
-            crkey: a.crkey,
-            nrkey: a.nrkey,
-            ..Default::default()
-        };
-        via_control(sock, Request::ResvRegister(req)).await?;
-        println!("NVME Reservation  success");
-        return Ok(());
+/// A state-changing reservation command from the CLI: through the control
+/// socket of a running `nvmp nbd` (its paths and Host Identifier), or on a
+/// head of its own.
+async fn run_cli(
+    paths: &PathArgs,
+    control: Option<&std::path::Path>,
+    op: ResvOp,
+    req: ResvRequest,
+    wrap: fn(ResvRequest) -> Request,
+    what: &str,
+    done: &str,
+) -> Result<()> {
+    if let Some(sock) = control {
+        via_control(sock, wrap(req)).await?;
+    } else {
+        let nsid = req.nsid.unwrap_or(1);
+        let (mp, h) = crate::cmd::io::open_head(paths, nsid).await?;
+        let r = run_op(&h, op, &req, nsid).await;
+        mp.shutdown().await;
+        r.map_err(|e| fail(what, e))?;
     }
-    let (mp, h) = crate::cmd::io::open_head(&a.paths, a.nsid).await?;
-    let r = h
-        .resv_register(ResvRegister {
-            nsid: a.nsid,
-            rrega: a.rrega,
-            iekey: a.iekey,
-            cptpl: a.cptpl,
-            crkey: a.crkey,
-            nrkey: a.nrkey,
-        })
-        .await;
-    mp.shutdown().await;
-    r.map_err(|e| fail("reservation register", e))?;
-    println!("NVME Reservation  success");
+    println!("{done}");
     Ok(())
+}
+
+pub async fn register(a: RegisterArgs) -> Result<()> {
+    let req = ResvRequest {
+        nsid: Some(a.nsid),
+        subsystem: a.paths.nqn.clone(),
+        rrega: a.rrega,
+        iekey: a.iekey,
+        cptpl: a.cptpl,
+        crkey: a.crkey,
+        nrkey: a.nrkey,
+        ..Default::default()
+    };
+    let ctl = a.control.as_deref();
+    run_cli(
+        &a.paths,
+        ctl,
+        ResvOp::Register,
+        req,
+        Request::ResvRegister,
+        "reservation register",
+        "NVME Reservation  success",
+    )
+    .await
 }
 
 pub async fn acquire(a: AcquireArgs) -> Result<()> {
-    if let Some(sock) = &a.control {
-        let req = ResvRequest {
-            nsid: Some(a.nsid),
-            subsystem: a.paths.nqn.clone(),
-            racqa: a.racqa,
-            iekey: a.iekey,
-            rtype: a.rtype,
-            crkey: a.crkey,
-            prkey: a.prkey,
-            ..Default::default()
-        };
-        via_control(sock, Request::ResvAcquire(req)).await?;
-        println!("NVME Reservation Acquire success");
-        return Ok(());
-    }
-    let (mp, h) = crate::cmd::io::open_head(&a.paths, a.nsid).await?;
-    let r = h
-        .resv_acquire(ResvAcquire {
-            nsid: a.nsid,
-            racqa: a.racqa,
-            iekey: a.iekey,
-            rtype: ResvType(a.rtype),
-            crkey: a.crkey,
-            prkey: a.prkey,
-        })
-        .await;
-    mp.shutdown().await;
-    r.map_err(|e| fail("reservation acquire", e))?;
-    println!("NVME Reservation Acquire success");
-    Ok(())
+    let req = ResvRequest {
+        nsid: Some(a.nsid),
+        subsystem: a.paths.nqn.clone(),
+        racqa: a.racqa,
+        iekey: a.iekey,
+        rtype: a.rtype,
+        crkey: a.crkey,
+        prkey: a.prkey,
+        ..Default::default()
+    };
+    let ctl = a.control.as_deref();
+    run_cli(
+        &a.paths,
+        ctl,
+        ResvOp::Acquire,
+        req,
+        Request::ResvAcquire,
+        "reservation acquire",
+        "NVME Reservation Acquire success",
+    )
+    .await
 }
 
 pub async fn release(a: ReleaseArgs) -> Result<()> {
-    if let Some(sock) = &a.control {
-        let req = ResvRequest {
-            nsid: Some(a.nsid),
-            subsystem: a.paths.nqn.clone(),
-            rrela: a.rrela,
-            iekey: a.iekey,
-            rtype: a.rtype,
-            crkey: a.crkey,
-            ..Default::default()
-        };
-        via_control(sock, Request::ResvRelease(req)).await?;
-        println!("NVME Reservation Release success");
-        return Ok(());
-    }
-    let (mp, h) = crate::cmd::io::open_head(&a.paths, a.nsid).await?;
-    let r = h
-        .resv_release(ResvRelease {
-            nsid: a.nsid,
-            rrela: a.rrela,
-            iekey: a.iekey,
-            rtype: ResvType(a.rtype),
-            crkey: a.crkey,
-        })
-        .await;
-    mp.shutdown().await;
-    r.map_err(|e| fail("reservation release", e))?;
-    println!("NVME Reservation Release success");
-    Ok(())
+    let req = ResvRequest {
+        nsid: Some(a.nsid),
+        subsystem: a.paths.nqn.clone(),
+        rrela: a.rrela,
+        iekey: a.iekey,
+        rtype: a.rtype,
+        crkey: a.crkey,
+        ..Default::default()
+    };
+    let ctl = a.control.as_deref();
+    run_cli(
+        &a.paths,
+        ctl,
+        ResvOp::Release,
+        req,
+        Request::ResvRelease,
+        "reservation release",
+        "NVME Reservation Release success",
+    )
+    .await
 }
 
 /// The report as nvme-cli prints it with `-o json` (`regctls` with 64-bit
@@ -399,25 +398,15 @@ fn report_len(numd: u32) -> u32 {
     (numd + 1) * 4
 }
 
-/// Run a control-socket reservation request on the exporting host's heads:
-/// `Some(report JSON)` for a report, `None` for the others.
-pub async fn control(
-    mp: &nvmp_mpath::Multipath,
+/// Run one reservation request on `head`: `Some(report JSON)` for a
+/// report, `None` for the others.
+async fn run_op(
+    head: &nvmp_mpath::NamespaceHead,
     op: ResvOp,
     r: &ResvRequest,
-) -> Result<Option<Value>, String> {
-    let nsid = r.nsid.unwrap_or(1);
-    let head = mp
-        .subsystems()
-        .iter()
-        .filter(|s| {
-            r.subsystem
-                .as_ref()
-                .is_none_or(|x| *x == s.nqn || *x == s.name)
-        })
-        .find_map(|s| s.head(nsid))
-        .ok_or_else(|| format!("namespace {nsid} not found"))?;
-    let res = match op {
+    nsid: u32,
+) -> Result<Option<Value>, ResvError> {
+    match op {
         ResvOp::Register => head
             .resv_register(ResvRegister {
                 nsid,
@@ -454,7 +443,28 @@ pub async fn control(
             .resv_report(report_len(r.numd), r.eds)
             .await
             .map(|st| Some(report_json(&st, r.eds))),
-    };
+    }
+}
+
+/// Run a control-socket reservation request on the exporting host's heads:
+/// `Some(report JSON)` for a report, `None` for the others.
+pub async fn control(
+    mp: &nvmp_mpath::Multipath,
+    op: ResvOp,
+    r: &ResvRequest,
+) -> Result<Option<Value>, String> {
+    let nsid = r.nsid.unwrap_or(1);
+    let head = mp
+        .subsystems()
+        .iter()
+        .filter(|s| {
+            r.subsystem
+                .as_ref()
+                .is_none_or(|x| *x == s.nqn || *x == s.name)
+        })
+        .find_map(|s| s.head(nsid))
+        .ok_or_else(|| format!("namespace {nsid} not found"))?;
+    let res = run_op(&head, op, r, nsid).await;
     res.map_err(|e| match e {
         ResvError::Status(s) => format!("NVMe status: {s}"),
         e => e.to_string(),

@@ -2,6 +2,7 @@
 //! validation, digests, PDO and data bounds.
 
 use super::*;
+use bytes::Buf;
 
 fn hdr_err(field: &'static str, offset: usize, kind: DecodeErrorKind) -> (DecodeError, Fes, u32) {
     (
@@ -68,8 +69,8 @@ impl PduDecoder {
         Ok(ch.plen)
     }
 
-    /// Decode one PDU from the front of `buf` if a whole one is there; the
-    /// PDU's bytes are split off `buf` (data slices share its allocation).
+    /// Decode one PDU from the front of `buf` if a whole one is there and
+    /// take its bytes off `buf` (data slices share its allocation).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Pdu>, PduError> {
         if buf.len() < CH_LEN {
             return Ok(None);
@@ -77,6 +78,14 @@ impl PduDecoder {
         let ch = self.check_common(buf)?;
         if buf.len() < ch.plen {
             return Ok(None);
+        }
+        if ch.plen == ch.hlen + ch.hd && !is_term_req(ch.t) {
+            // Nothing of a PDU without data outlives the call: decode it in
+            // place and step over it (no reference to the buffer is taken,
+            // so no atomic reference count per command or response).
+            let r = self.decode_at(ch, &buf[..ch.plen], None);
+            buf.advance(ch.plen);
+            return r.map(Some);
         }
         let bytes = buf.split_to(ch.plen).freeze();
         self.decode_whole(ch, bytes).map(Some)
@@ -243,7 +252,22 @@ impl PduDecoder {
     }
 
     fn decode_whole(&self, ch: CommonHeader, bytes: Bytes) -> Result<Pdu, PduError> {
-        let b = &bytes[..];
+        self.decode_at(ch, &bytes, Some(&bytes))
+    }
+
+    /// Decode the PDU in `b` (exactly PLEN bytes); data and TermReq slices
+    /// are taken from `bytes` (the same bytes, shared), copied from `b` if
+    /// there is none.
+    fn decode_at(
+        &self,
+        ch: CommonHeader,
+        b: &[u8],
+        bytes: Option<&Bytes>,
+    ) -> Result<Pdu, PduError> {
+        let slice = |r: std::ops::Range<usize>| match bytes {
+            Some(x) => x.slice(r),
+            None => Bytes::copy_from_slice(&b[r]),
+        };
         // Header digest: "computed over the PDU header" (all HLEN bytes).
         if ch.hd > 0 {
             let expected = crc32c(&b[..ch.hlen]);
@@ -268,7 +292,7 @@ impl PduDecoder {
                 0
             };
             let end = ch.plen - dd;
-            let data = bytes.slice(ch.pdo..end);
+            let data = slice(ch.pdo..end);
             if dd > 0 {
                 let expected = crc32c(&data);
                 let got = u32::from_le_bytes([b[end], b[end + 1], b[end + 2], b[end + 3]]);
@@ -346,7 +370,7 @@ impl PduDecoder {
                 let t = TermReq {
                     fes,
                     fei,
-                    data: bytes.slice(ch.hlen..ch.plen),
+                    data: slice(ch.hlen..ch.plen),
                 };
                 if ch.t == PduType::H2C_TERM_REQ {
                     Pdu::H2CTermReq(t)
@@ -450,6 +474,10 @@ impl PduDecoder {
         };
         Ok(pdu)
     }
+}
+
+fn is_term_req(t: PduType) -> bool {
+    matches!(t, PduType::H2C_TERM_REQ | PduType::C2H_TERM_REQ)
 }
 
 #[derive(Debug, Clone, Copy)]

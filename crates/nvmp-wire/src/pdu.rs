@@ -16,7 +16,7 @@ use crate::sqe::{Sqe, SQE_LEN};
 
 mod decode;
 mod encode;
-pub use decode::PduDecoder;
+pub use decode::{DataHead, PduDecoder};
 pub use encode::{data_digest, EncodeOptions};
 
 /// Common header length.

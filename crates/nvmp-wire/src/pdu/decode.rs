@@ -489,3 +489,114 @@ struct CommonHeader {
     plen: usize,
     hd: usize,
 }
+
+/// The header of a data PDU (H2CData or C2HData) whose data may still be
+/// on the way: what a receiver needs to read the data straight into a
+/// buffer of its own ([`PduDecoder::peek_data_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHead {
+    /// C2HData (else H2CData).
+    pub c2h: bool,
+    pub header: DataHeader,
+    pub last: bool,
+    pub success: bool,
+    /// Where the data starts in the PDU (PDO): the bytes before it are the
+    /// header, its digest and padding.
+    pub pdo: usize,
+    /// The PDU's length (PLEN): data, then the data digest if `ddgst`.
+    pub plen: usize,
+    pub ddgst: bool,
+}
+
+impl PduDecoder {
+    /// The header of the data PDU at the front of `buf` once its bytes up
+    /// to PDO are there, checked as [`PduDecoder::decode`] checks it (common
+    /// header, header digest, DATAO/DATAL, flags; the same errors), without
+    /// its data: the data and the data digest are the caller's to read and
+    /// check. `None`: `buf` does not start with a data PDU, or not with all
+    /// of its header yet. Nothing is taken off `buf`.
+    pub fn peek_data_head(&self, buf: &[u8]) -> Result<Option<DataHead>, PduError> {
+        if buf.len() < CH_LEN {
+            return Ok(None);
+        }
+        let ch = self.check_common(buf)?;
+        let c2h = ch.t == PduType::C2H_DATA;
+        if !(c2h || ch.t == PduType::H2C_DATA) || buf.len() < ch.pdo {
+            return Ok(None);
+        }
+        let b = &buf[..ch.pdo];
+        // Header digest: "computed over the PDU header" (all HLEN bytes).
+        if ch.hd > 0 {
+            let expected = crc32c(&b[..ch.hlen]);
+            let got =
+                u32::from_le_bytes([b[ch.hlen], b[ch.hlen + 1], b[ch.hlen + 2], b[ch.hlen + 3]]);
+            if expected != got {
+                let error = DecodeError::at(
+                    "PDU.HDGST",
+                    ch.hlen,
+                    DecodeErrorKind::DigestMismatch {
+                        expected,
+                        actual: got,
+                    },
+                );
+                return Err(self.err(b, (error, Fes::HEADER_DIGEST_ERROR, 0)));
+            }
+        }
+        let ddgst = self.config.digests.data;
+        // check_common made sure that data (at least a byte) and DDGST fit.
+        let data_len = ch.plen - ch.pdo - if ddgst { DIGEST_LEN } else { 0 };
+        let e = |x: DecodeError| {
+            self.err(
+                b,
+                (x, Fes::INVALID_HEADER_FIELD, x.offset.unwrap_or(0) as u32),
+            )
+        };
+        let mut r = Reader::new(&b[CH_LEN..ch.hlen]);
+        let cccid = r.u16("DATA.CCCID").map_err(e)?;
+        let ttag = r.u16("DATA.TTAG").map_err(e)?;
+        let offset = r.u32("DATA.DATAO").map_err(e)?;
+        let length = r.u32("DATA.DATAL").map_err(e)?;
+        // "DATAL … shall be equal to the length of the PDU DATA field".
+        if length as usize != data_len {
+            return Err(e(DecodeError::at(
+                "DATA.DATAL",
+                16,
+                DecodeErrorKind::OutOfRange {
+                    value: length as u64,
+                },
+            )));
+        }
+        if offset.checked_add(length).is_none() {
+            return Err(e(DecodeError::at(
+                "DATA.DATAO",
+                12,
+                DecodeErrorKind::Overflow,
+            )));
+        }
+        let last = ch.flags & flags::LAST_PDU != 0;
+        let success = ch.flags & flags::SUCCESS != 0;
+        // "If the SUCCESS flag is set … the LAST_PDU flag shall be set";
+        // H2CData never sets SUCCESS.
+        if success && (!c2h || !last) {
+            return Err(e(DecodeError::at(
+                "PDU.FLAGS.SUCCESS",
+                1,
+                DecodeErrorKind::Invalid,
+            )));
+        }
+        Ok(Some(DataHead {
+            c2h,
+            header: DataHeader {
+                cccid,
+                ttag,
+                offset,
+                length,
+            },
+            last,
+            success,
+            pdo: ch.pdo,
+            plen: ch.plen,
+            ddgst,
+        }))
+    }
+}

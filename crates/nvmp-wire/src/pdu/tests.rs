@@ -467,3 +467,92 @@ proptest! {
         let _ = host(Digests::NONE).decode_one(out.freeze());
     }
 }
+
+#[test]
+fn peek_data_head_known_bytes() {
+    // C2HData: type 7, flags LAST_PDU | SUCCESS (0x0c), hlen 24, pdo 24,
+    // plen 32; CCCID 5, TTAG 0, DATAO 0, DATAL 8, reserved; 8 data bytes.
+    let mut b = vec![
+        0x07, 0x0c, 24, 24, 32, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let d = host(Digests::NONE);
+    assert_eq!(
+        d.peek_data_head(&b[..23]).unwrap(),
+        None,
+        "header not all in"
+    );
+    let want = DataHead {
+        c2h: true,
+        header: DataHeader {
+            cccid: 5,
+            ttag: 0,
+            offset: 0,
+            length: 8,
+        },
+        last: true,
+        success: true,
+        pdo: 24,
+        plen: 32,
+        ddgst: false,
+    };
+    assert_eq!(d.peek_data_head(&b).unwrap(), Some(want));
+    b.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(
+        d.peek_data_head(&b).unwrap(),
+        Some(want),
+        "part of the data"
+    );
+    // Not a data PDU: a CapsuleResp.
+    let mut r = vec![0x05, 0, 24, 0, 24, 0, 0, 0];
+    r.resize(24, 0);
+    assert_eq!(d.peek_data_head(&r).unwrap(), None);
+    // DATAL that disagrees with PLEN, and SUCCESS without LAST_PDU.
+    b[16] = 9;
+    assert_eq!(d.peek_data_head(&b).unwrap_err().error.field, "DATA.DATAL");
+    b[16] = 8;
+    b[1] = 0x08;
+    assert_eq!(
+        d.peek_data_head(&b).unwrap_err().error.field,
+        "PDU.FLAGS.SUCCESS"
+    );
+}
+
+proptest! {
+    /// `peek_data_head` reads a data PDU's header as `decode` does (same
+    /// fields, same errors), from the header bytes alone.
+    #[test]
+    fn peek_data_head_agrees_with_decode(
+        p in arb_h2c(), q in arb_c2h(), dg in arb_digests(), pda in 0u8..32,
+        idx in any::<usize>(), val in any::<u8>(), mutate in any::<bool>(),
+    ) {
+        for (p, mut dec) in [(p, ctrl(dg)), (q, host(dg))] {
+            let mut out = BytesMut::new();
+            p.encode(EncodeOptions { digests: dg, pda }, &mut out);
+            if mutate {
+                let i = idx % out.len();
+                out[i] = val;
+            }
+            let plen = u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize;
+            if plen != out.len() {
+                continue;
+            }
+            let peek = dec.peek_data_head(&out);
+            let is_data = matches!(out[0], 6 | 7);
+            match dec.decode(&mut out.clone()) {
+                Ok(Some(Pdu::C2HData(d) | Pdu::H2CData(d))) => {
+                    let h = peek.unwrap().unwrap();
+                    prop_assert_eq!((h.header, h.last, h.success), (d.header, d.last, d.success));
+                    prop_assert_eq!(h.plen, out.len());
+                    prop_assert_eq!(&out[h.pdo..h.pdo + d.data.len()], &d.data[..]);
+                    // The header alone is enough.
+                    prop_assert_eq!(dec.peek_data_head(&out[..h.pdo]).unwrap(), Some(h));
+                }
+                Ok(_) => prop_assert_eq!(peek.unwrap(), None),
+                // The data digest is the caller's to check.
+                Err(e) if e.error.field == "PDU.DDGST" => {}
+                Err(e) if is_data => prop_assert_eq!(peek.unwrap_err(), e),
+                Err(e) => prop_assert!(peek == Ok(None) || peek == Err(e)),
+            }
+        }
+    }
+}

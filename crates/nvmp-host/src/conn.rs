@@ -22,17 +22,19 @@
 //! command in flight completes with 0x371, and the owner is told.
 
 mod cells;
+#[cfg(test)]
+mod direct_tests;
 mod out;
+mod recv;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BufMut, BytesMut};
 use nvmp_wire::{Status, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -40,10 +42,11 @@ use tokio::task::AbortHandle;
 
 use crate::command::{Completion, IoRequest};
 use crate::error::HostError;
-use crate::queue::{QueueConfig, QueueCore, QueueError, SubmitError};
+use crate::queue::{Direct, QueueConfig, QueueCore, QueueError, SubmitError};
 use crate::transport::{BoxRead, BoxWrite};
 use cells::{Cells, Ticket, Wait};
 use out::OutBatch;
+use recv::{DataPool, RecvBuf};
 
 type OnFail = Box<dyn Fn(u16, &QueueError) + Send + Sync>;
 
@@ -55,6 +58,12 @@ const READ_CHUNK: usize = 256 * 1024;
 /// and half the host's CPU per I/O). Only queues that move large transfers
 /// pay for the larger buffers.
 const READ_CHUNK_MAX: usize = 1 << 20;
+/// C2HData payloads this large are read into a buffer of their own
+/// ([`Direct`]).
+const DIRECT_MIN: usize = 32 * 1024;
+/// What is read into the receive buffer at a time while large payloads
+/// arrive: the next PDU header or two, a little of their data.
+const SMALL_READ: usize = 4096;
 /// The admin queue's (small commands, few at a time).
 const READ_CHUNK_ADMIN: usize = 64 * 1024;
 /// Time given to the last PDUs (an H2CTermReq) when a connection closes.
@@ -320,95 +329,64 @@ fn fail(sh: &Shared, e: QueueError) {
     (sh.on_fail)(sh.qid, &e);
 }
 
-/// The receive buffer of a queue. Read data are handed out as zero-copy
-/// slices of it, so a full buffer cannot be reused while some of its data
-/// are still held: it is retired, and reused once they are all dropped
-/// (no allocation in steady state).
-struct RecvBuf {
-    /// Size of a buffer (`READ_CHUNK_ADMIN`, or from `READ_CHUNK` up to
-    /// `max`).
-    chunk: usize,
-    max: usize,
-    buf: BytesMut,
-    /// Earlier buffers, oldest first, some of whose data may still be held.
-    retired: VecDeque<BytesMut>,
-}
-
-/// Retired receive buffers kept per queue for reuse (so at most three
-/// buffers of about a chunk each per queue, two of them only once data
-/// were still held when the current one filled up: 768 KiB per I/O queue,
-/// 3 MiB on a queue that moves large transfers).
-const RETIRED_MAX: usize = 2;
-
-impl RecvBuf {
-    fn new(chunk: usize, max: usize) -> Self {
-        Self {
-            chunk,
-            max,
-            buf: BytesMut::with_capacity(chunk),
-            retired: VecDeque::with_capacity(RETIRED_MAX + 1),
-        }
-    }
-
-    /// Make room for the next read: at least a quarter of a buffer.
-    fn make_room(&mut self) {
-        let chunk = self.chunk;
-        let buf = &mut self.buf;
-        if buf.capacity() - buf.len() >= chunk / 4 {
-            return;
-        }
-        // Room for a partial PDU kept at the front, and then some.
-        let want = chunk / 2;
-        if buf.try_reclaim(want) {
-            return;
-        }
-        let len = buf.len();
-        // A partial PDU of an eighth of a buffer or more when the buffer
-        // filled up: PDUs are large here, take in more of them per read.
-        if len >= chunk / 8 && chunk < self.max {
-            self.chunk = (chunk * 2).min(self.max);
-        }
-        let (chunk, want) = (self.chunk, self.chunk / 2);
-        let reuse = self
-            .retired
-            .iter_mut()
-            .position(|r| r.try_reclaim(len + want));
-        let mut next = match reuse {
-            Some(i) => self.retired.remove(i).unwrap_or_default(),
-            None => BytesMut::with_capacity(chunk.max(len + want)),
-        };
-        // The partial PDU at the end of the old buffer.
-        next.extend_from_slice(buf);
-        let mut old = std::mem::replace(buf, next);
-        old.clear();
-        if self.retired.len() == RETIRED_MAX {
-            self.retired.pop_front();
-        }
-        self.retired.push_back(old);
-    }
-}
-
 async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
     let mut rb = if sh.qid == 0 {
         RecvBuf::new(READ_CHUNK_ADMIN, READ_CHUNK_ADMIN)
     } else {
         RecvBuf::new(READ_CHUNK, READ_CHUNK_MAX)
     };
+    let mut pool = DataPool::new();
+    // A large C2HData whose data are being read into a buffer of their own.
+    let mut direct: Option<(Direct, BytesMut)> = None;
+    // Large payloads are arriving: read a little at a time into the receive
+    // buffer (the next header, not much of its data), the data directly.
+    let mut small = false;
     let mut wake = Vec::with_capacity(64);
     loop {
-        rb.make_room();
-        let buf = &mut rb.buf;
-        match read.read_buf(buf).await {
+        let r = match &mut direct {
+            Some((d, b)) => {
+                let want = d.len() - b.len();
+                read.read_buf(&mut b.limit(want)).await
+            }
+            None => {
+                rb.make_room();
+                if small {
+                    read.read_buf(&mut (&mut rb.buf).limit(SMALL_READ)).await
+                } else {
+                    read.read_buf(&mut rb.buf).await
+                }
+            }
+        };
+        let got = match r {
             Ok(0) | Err(_) => {
                 fail(&sh, QueueError::Closed);
                 return;
             }
-            Ok(_) => {}
-        }
-        let (r, n, out, ready) = {
+            Ok(n) => n,
+        };
+        let arrived = match direct.take() {
+            Some((d, b)) if b.len() == d.len() => Some((d, pool.freeze(b))),
+            Some(part) => {
+                direct = Some(part);
+                continue;
+            }
+            None => None,
+        };
+        let buf = &mut rb.buf;
+        let (r, n, out, ready, begin) = {
             let mut st = lock(&sh);
             let was_ready = st.core.is_ready();
-            let r = st.core.receive(buf);
+            let mut r = match arrived {
+                Some((d, data)) => st.core.direct_done(d, data),
+                None => Ok(()),
+            };
+            if r.is_ok() {
+                r = st.core.receive(buf);
+            }
+            let begin = match r {
+                Ok(()) => st.core.direct_begin(buf, DIRECT_MIN),
+                Err(_) => None,
+            };
             let n = collect(&mut st, &mut wake);
             if sh.stalled.load(Ordering::Relaxed) && !st.core.is_stalled() {
                 report_stall(&sh, false, 0, false);
@@ -418,6 +396,7 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
                 n,
                 st.core.has_outbound(),
                 !was_ready && st.core.is_ready(),
+                begin,
             )
         };
         deliver(&sh, n, &mut wake);
@@ -430,6 +409,27 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
         if let Err(e) = r {
             fail(&sh, e);
             return;
+        }
+        // Small reads while large payloads come (the direct reads take
+        // them); back to full reads once a small read came back full of
+        // other PDUs.
+        small = match begin {
+            Some(d) => {
+                let mut b = pool.take(d.len());
+                // The start of the data, read with the header.
+                let have = buf.len().min(d.len());
+                b.extend_from_slice(&buf[..have]);
+                buf.advance(have);
+                direct = Some((d, b));
+                true
+            }
+            None => small && got < SMALL_READ,
+        };
+        // Large payloads: let the submitters just woken take their data
+        // before reading more (they drop it, and its buffer is reused),
+        // rather than hold up to a queue's depth of them at once.
+        if small && n > 0 {
+            tokio::task::yield_now().await;
         }
     }
 }

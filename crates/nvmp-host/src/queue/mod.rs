@@ -8,6 +8,7 @@
 //! completion cell in the driver, a number in tests) handed back with the
 //! completion.
 
+mod direct;
 pub mod slots;
 mod stall;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use nvmp_wire::{
 };
 
 use crate::command::{Completion, IoRequest};
+pub use direct::Direct;
 use slots::Slots;
 
 /// Linux's in-capsule data limit on the admin queue (NVME_TCP_ADMIN_CCSZ).

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::{DataHeader, DataPdu, Fes, IcResp, R2t, TermReq};
+use nvmp_wire::pdu::{DataHeader, DataPdu, EncodeOptions, Fes, IcResp, R2t, TermReq};
 use nvmp_wire::{Cqe, Digests, Opcode, Pdu, Sqe, Status, StatusCode};
 
 use super::*;
@@ -519,4 +519,74 @@ fn a_retired_read_still_times_out_the_queue() {
     );
     let e = q.poll_timeout(t0 + Duration::from_secs(2)).unwrap_err();
     assert_eq!(e, QueueError::Timeout { cid: r, opcode: 2 });
+}
+
+/// A large C2HData whose data are not all in: the header is taken off the
+/// receive buffer and the data, read elsewhere, complete the read as if
+/// the PDU had come whole. Small, whole, or foreign PDUs are left alone.
+#[test]
+fn large_c2h_data_read_directly() {
+    let mut q = ready(4);
+    let len = 64 * 1024;
+    let big = q.submit(1, read_req(len), None).unwrap();
+    let small = q.submit(2, read_req(4096), None).unwrap();
+    sent(&mut q);
+    let data = pattern(len as usize);
+    let mut wire = BytesMut::new();
+    c2h(big, 0, &data, true, true).encode(EncodeOptions::default(), &mut wire);
+    // Header and 100 bytes of data in.
+    let mut buf = BytesMut::from(&wire[..24 + 100]);
+    q.receive(&mut buf).unwrap();
+    assert!(
+        q.direct_begin(&mut buf, 128 * 1024).is_none(),
+        "under the minimum"
+    );
+    let d = q.direct_begin(&mut buf, 32 * 1024).expect("direct");
+    assert_eq!(d.len(), len as usize);
+    assert_eq!(&buf[..], &data[..100], "only the header was taken");
+    q.direct_done(d, data.clone()).unwrap();
+    assert_eq!(
+        done(&mut q),
+        vec![(1, {
+            let mut c = Completion::with_status(Status::SUCCESS);
+            c.data = data.clone();
+            c
+        })]
+    );
+    // A small one, whole or not, goes through receive.
+    let mut wire = BytesMut::new();
+    c2h(small, 0, &data[..4096], true, true).encode(EncodeOptions::default(), &mut wire);
+    let mut part = BytesMut::from(&wire[..30]);
+    assert!(q.direct_begin(&mut part, 1024 * 1024).is_none());
+    assert!(
+        q.direct_begin(&mut part, 1).is_some(),
+        "at any size over the minimum"
+    );
+    // An unknown command is left for receive to reject.
+    let mut wire = BytesMut::new();
+    c2h(0x3ff, 0, &data, true, true).encode(EncodeOptions::default(), &mut wire);
+    let mut part = BytesMut::from(&wire[..200]);
+    assert!(q.direct_begin(&mut part, 1).is_none());
+    assert_eq!(part.len(), 200);
+}
+
+/// Data of a direct read that break the protocol fail the queue as
+/// `receive` would (here: a C2HData with SUCCESS, no CapsuleResp, for a
+/// read of the wrong length cannot begin; a connection that failed while
+/// the data were read reports Closed).
+#[test]
+fn direct_read_on_a_failed_queue_is_closed() {
+    let mut q = ready(4);
+    let cid = q.submit(1, read_req(40_000), None).unwrap();
+    let data = pattern(40_000);
+    let mut wire = BytesMut::new();
+    c2h(cid, 0, &data[..39_000], true, true).encode(EncodeOptions::default(), &mut wire);
+    let mut part = BytesMut::from(&wire[..100]);
+    assert!(q.direct_begin(&mut part, 1).is_none(), "not the whole read");
+    let mut wire = BytesMut::new();
+    c2h(cid, 0, &data, true, true).encode(EncodeOptions::default(), &mut wire);
+    let mut part = BytesMut::from(&wire[..100]);
+    let d = q.direct_begin(&mut part, 1).unwrap();
+    q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
+    assert_eq!(q.direct_done(d, data), Err(QueueError::Closed));
 }

@@ -19,6 +19,14 @@
 //!   static chunk of zeroes, so a 1 GiB namespace costs memory only for
 //!   what was written.
 //!
+//! - which chunks hold data is also kept in a bitmap (one bit per chunk,
+//!   2 KiB per GiB, so it stays in cache), set and cleared under the
+//!   chunk's mutex after the swap: a read of a chunk whose bit is clear
+//!   returns zeroes without touching the chunk's mutex (a cache miss on a
+//!   table of 16384 mutexes per GiB, and an atomic read-modify-write, was
+//!   a tenth of the target's CPU per random 4 KiB read). A read racing a
+//!   write of that chunk sees it before the write, as it may.
+//!
 //! The price: one small mutex per 64 KiB (40 bytes; small chunks would make
 //! the table big enough that looking a chunk up misses the caches on every
 //! random read), a 64 KiB copy for a write that races a reply holding the
@@ -26,6 +34,7 @@
 //! first write into a chunk.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -35,12 +44,34 @@ pub const CHUNK: usize = 64 * 1024;
 
 static ZEROES: [u8; CHUNK] = [0; CHUNK];
 
+/// Reads up to this size load their data once before handing it out ([`touch`]).
+const TOUCH_MAX: u64 = 16 * 1024;
+
+/// Load one byte of every cache line of `p`. The loads are independent, so
+/// the processor fetches the lines from memory in parallel; the kernel's
+/// copy into the socket, a moment later, then finds them in cache instead
+/// of missing line after line (a random 4 KiB read of written data cost the
+/// target about a microsecond more than one of a zero chunk, most of it in
+/// that copy; with this, 2.28 -> 2.22 us of target CPU and 183k -> 233k
+/// IOPS, median of 5 interleaved rounds). Large reads are left to the
+/// hardware prefetcher: their data would not stay in cache until written.
+fn touch(p: &[u8]) {
+    let mut acc = 0u8;
+    for i in (0..p.len()).step_by(64) {
+        acc ^= p[i];
+    }
+    std::hint::black_box(acc);
+}
+
 /// The storage of a RAM namespace.
 #[derive(Debug)]
 pub struct RamStore {
     size: u64,
     /// Empty = zeroes; otherwise exactly the chunk's length.
     chunks: Box<[Mutex<Bytes>]>,
+    /// Bit `i % 64` of word `i / 64`: chunk `i` is not empty (changed only
+    /// under the chunk's mutex).
+    filled: Box<[AtomicU64]>,
 }
 
 fn lock(m: &Mutex<Bytes>) -> MutexGuard<'_, Bytes> {
@@ -57,10 +88,28 @@ impl RamStore {
         v.try_reserve_exact(n)
             .map_err(|_| std::io::Error::other("cannot allocate the chunk table"))?;
         v.resize_with(n, || Mutex::new(Bytes::new()));
+        let filled = (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             size,
             chunks: v.into_boxed_slice(),
+            filled,
         })
+    }
+
+    fn is_filled(&self, i: usize) -> bool {
+        self.filled[i / 64].load(Ordering::Acquire) & (1 << (i % 64)) != 0
+    }
+
+    /// Record whether chunk `i` holds data (the caller holds its mutex).
+    fn set_filled(&self, i: usize, on: bool) {
+        if self.is_filled(i) != on {
+            let (w, bit) = (&self.filled[i / 64], 1u64 << (i % 64));
+            if on {
+                w.fetch_or(bit, Ordering::Release);
+            } else {
+                w.fetch_and(!bit, Ordering::Release);
+            }
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -101,12 +150,16 @@ impl RamStore {
     pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<Bytes>) -> std::io::Result<()> {
         self.check(offset, len)?;
         for (i, r) in Self::pieces(offset, len) {
-            let c = lock(&self.chunks[i]).clone();
-            out.push(if c.is_empty() {
-                Bytes::from_static(&ZEROES[r])
+            let part = if self.is_filled(i) {
+                let c = lock(&self.chunks[i]);
+                (!c.is_empty()).then(|| c.slice(r.clone()))
             } else {
-                c.slice(r)
-            });
+                None
+            };
+            if let (Some(p), true) = (&part, len <= TOUCH_MAX) {
+                touch(p);
+            }
+            out.push(part.unwrap_or_else(|| Bytes::from_static(&ZEROES[r])));
         }
         Ok(())
     }
@@ -136,6 +189,7 @@ impl RamStore {
             let mut g = lock(&self.chunks[i]);
             if src.is_none() && (r.len() == clen || g.is_empty()) {
                 *g = Bytes::new(); // zeroes: drop the chunk
+                self.set_filled(i, false);
                 continue;
             }
             let old = std::mem::take(&mut *g);
@@ -152,6 +206,7 @@ impl RamStore {
                 None => m[r].fill(0),
             }
             *g = m.freeze();
+            self.set_filled(i, true);
         }
         Ok(())
     }
@@ -203,5 +258,36 @@ mod tests {
         assert!(now[3 * c..].iter().all(|b| *b == 1));
         assert!(s.read(3 * c as u64, 513).is_err());
         assert!(s.write(u64::MAX, None, 2).is_err());
+        // The map of filled chunks follows: chunk 2 was zeroed whole.
+        assert_eq!(
+            (0..4).map(|i| s.is_filled(i)).collect::<Vec<_>>(),
+            [true, true, false, true]
+        );
+    }
+
+    /// The filled map over several words: a chunk is read through its
+    /// mutex only while it holds data, and reads zeroes once zeroed whole
+    /// or partly back to all zeroes in place.
+    #[test]
+    fn filled_map_follows_writes_and_zeroing() {
+        let c = CHUNK as u64;
+        let s = RamStore::new(130 * c).unwrap();
+        assert_eq!(s.filled.len(), 3);
+        for i in [0u64, 63, 64, 129] {
+            s.write(i * c + 4096, Some(&[i as u8 + 1; 512]), 512)
+                .unwrap();
+        }
+        let filled: Vec<usize> = (0..130).filter(|i| s.is_filled(*i)).collect();
+        assert_eq!(filled, [0, 63, 64, 129]);
+        assert_eq!(read(&s, 129 * c + 4096, 512), vec![130u8; 512]);
+        assert_eq!(read(&s, 128 * c, 512), vec![0u8; 512]);
+        // Zeroing the written range keeps the chunk (it is not zeroed whole).
+        s.write(129 * c + 4096, None, 512).unwrap();
+        assert!(s.is_filled(129));
+        assert_eq!(read(&s, 129 * c, c), vec![0u8; CHUNK]);
+        s.write(64 * c, None, c).unwrap();
+        assert!(!s.is_filled(64));
+        assert_eq!(read(&s, 64 * c + 4096, 512), vec![0u8; 512]);
+        assert!(s.is_filled(63));
     }
 }

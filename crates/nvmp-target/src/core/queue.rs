@@ -585,7 +585,7 @@ impl Queue {
         cqe.dw0 = c.dw0;
         cqe.dw1 = c.dw1;
         cqe.sqid = self.bound.as_ref().map_or(0, |b| b.qid);
-        out.send(Pdu::CapsuleResp(cqe), self.enc);
+        out.cqe(cqe, self.enc);
     }
 
     /// A backend operation finished.

@@ -37,6 +37,9 @@ pub struct IoView {
     hostid: [u8; 16],
     /// Sorted by NSID (enabled namespaces only).
     ns: Vec<NsView>,
+    /// The last time stamped on `traffic`: the commands of one batch share
+    /// their arrival time, so the stamp is written once per batch.
+    touched: Option<std::time::Instant>,
 }
 
 /// The result of looking at the view before a command.
@@ -63,7 +66,10 @@ impl IoView {
         let Some(t) = &self.traffic else {
             return Lookup::Gone;
         };
-        t.touch(now);
+        if self.touched != Some(now) {
+            t.touch(now);
+            self.touched = Some(now);
+        }
         Lookup::Ns(
             self.ns
                 .binary_search_by_key(&nsid, |n| n.nsid)
@@ -81,6 +87,7 @@ impl IoView {
     pub fn resolve(&mut self, st: &State, port: u16, b: &Bound) {
         self.epoch = st.io_epoch.load(Ordering::Acquire);
         self.ns.clear();
+        self.touched = None;
         let sub = st.subsystems.get(&*b.subnqn);
         let ctrl = sub.and_then(|s| s.ctrls.get(&b.cntlid));
         self.traffic = ctrl.map(|c| c.traffic.clone());

@@ -91,7 +91,7 @@ impl Queue {
                 let res = ram.read_into(*offset, *len as u64, &mut parts);
                 self.gate.leave();
                 match res {
-                    Ok(()) => self.complete_read(cid, &parts, out),
+                    Ok(()) => self.complete_read(cid, &mut parts, out),
                     Err(e) => self.on_io_done_into(cid, Err(e), out),
                 }
                 parts.clear();
@@ -100,7 +100,10 @@ impl Queue {
             (Backend::Ram(_), _) => {
                 let res = backend.execute(&op);
                 self.gate.leave();
-                self.on_io_done_into(cid, res, out);
+                match res {
+                    Ok(_) => self.complete_ok(cid, out),
+                    Err(e) => self.on_io_done_into(cid, Err(e), out),
+                }
             }
             _ => {
                 let guard = GateGuard::entered(self.gate.clone());
@@ -110,13 +113,28 @@ impl Queue {
     }
 
     /// A read's data is ready in `parts`: C2HData, then CapsuleResp.
-    fn complete_read(&mut self, cid: u16, parts: &[Bytes], out: &mut dyn Sink) {
+    fn complete_read(&mut self, cid: u16, parts: &mut Vec<Bytes>, out: &mut dyn Sink) {
         let Some(inf) = self.inflight.remove(&cid) else {
             return;
         };
         self.read_reserved -= inf.read_len as usize;
         inf.kind.count(&mut self.local, inf.xfer_len);
         out.c2h_data(cid, parts, self.enc);
+        self.send_cqe(cid, Completion::ok(), out);
+    }
+
+    /// A command without controller-to-host data succeeded (RAM writes,
+    /// flushes, zeroes): its CapsuleResp. (A command of these opcodes has
+    /// no read data; were there any expected, the general path pads it.)
+    fn complete_ok(&mut self, cid: u16, out: &mut dyn Sink) {
+        let Some(inf) = self.inflight.remove(&cid) else {
+            return;
+        };
+        if inf.read_len > 0 {
+            self.inflight.insert(cid, inf);
+            return self.on_io_done_into(cid, Ok(Bytes::new()), out);
+        }
+        inf.kind.count(&mut self.local, inf.xfer_len);
         self.send_cqe(cid, Completion::ok(), out);
     }
 

@@ -3,14 +3,21 @@
 or more nvmp binaries, e.g. before/after a change) on a 1-path head of a
 `nvmp target` with a 1 GiB RAM namespace, against `nbdkit memory 1G`, and
 `nvmp bench` on the same target; interleaved rounds (order reversed every
-other round), medians. Also prints the CPU time of each `nvmp nbd` process
-per I/O (utime+stime from /proc, all its threads), a less noisy figure than
-IOPS on a shared machine, and fio's median completion latency.
+other round), medians. Also prints the CPU time per I/O (utime+stime from
+/proc, all threads) of each `nvmp nbd` process and of nbdkit, of the target,
+and of fio itself (from its JSON) - less noisy figures than IOPS on a shared
+machine, and they add up to what one I/O costs the machine - and fio's median
+completion latency.
 
-usage: fio-vs-nbdkit.py NAME=NVMP_BINARY[,NAME=...][,target=NVMP_BINARY] [ROUNDS [QDS]]
+usage: fio-vs-nbdkit.py NAME=NVMP_BINARY[+OPT...][,NAME=...][,target=NVMP_BINARY] [ROUNDS [QDS]]
   e.g. fio-vs-nbdkit.py before=/tmp/nvmp-old,after=target/release/nvmp 5 1,32
-  env: RT=seconds per run (default 5). Needs fio, nbdkit, and free ports
-  4620 (target), 10829 (nbdkit), 10830.. (exports).
+       fio-vs-nbdkit.py sleep=target/release/nvmp,poll=target/release/nvmp+--poll 5 1
+  +OPT: global options given to that `nvmp` before `nbd` (e.g. +--poll).
+  env: RT=seconds per run (default 5); TRANSPORT=unix serves and connects
+  every export and nbdkit over Unix sockets instead of loopback TCP (both
+  sides on the same transport); TARGET_ARGS="--poll --workers 1" global
+  options of the target. Needs fio, nbdkit, and free ports 4620 (target),
+  10829 (nbdkit), 10830.. (exports).
 """
 import json, subprocess, sys, time, os, statistics, signal, tempfile
 BIN = dict(x.split('=') for x in sys.argv[1].split(','))   # name=path,...
@@ -18,7 +25,10 @@ ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 QDS = [int(q) for q in (sys.argv[3] if len(sys.argv) > 3 else "1,32").split(',')]
 RT = os.environ.get('RT', '5')
 NQN = 'nqn.2024-01.io.nvmp:nbdbench'
-TGT = BIN.get('target', list(BIN.values())[0])
+BIN = {n: p.split('+') for n, p in BIN.items()}    # name -> [binary, options...]
+TGT = BIN.get('target', list(BIN.values())[0])[0]
+UNIX = os.environ.get('TRANSPORT', 'tcp') == 'unix'
+TARGET_ARGS = os.environ.get('TARGET_ARGS', '').split()
 WORK = tempfile.mkdtemp(prefix='nbd-bench-')
 CONFIG = os.path.join(WORK, 'target.json')
 json.dump({"hosts": [],
@@ -34,17 +44,22 @@ def start(cmd, log):
     p = subprocess.Popen(cmd, stdout=open(log, 'w'), stderr=subprocess.STDOUT)
     procs.append(p); return p
 try:
-    start([TGT, 'target', 'run', '--config', CONFIG], os.path.join(WORK, 'target.log'))
+    tpid = start([TGT] + TARGET_ARGS + ['target', 'run', '--config', CONFIG], os.path.join(WORK, 'target.log')).pid
     time.sleep(1.5)
-    ports = {}; pids = {}
-    for i, (name, path) in enumerate(b for b in BIN.items() if b[0] != 'target'):
+    uris = {}; pids = {}
+    for i, (name, (path, *opts)) in enumerate(b for b in BIN.items() if b[0] != 'target'):
         port = 10830 + i
-        ports[name] = port
-        pids[name] = start([path, 'nbd', '-a', '127.0.0.1', '-s', '4620', '-n', NQN, '--nsid', '1',
-               '--listen', f'127.0.0.1:{port}', '--name', 'disk'], os.path.join(WORK, f'nbd-{name}.log')).pid
-    start(['nbdkit', '-f', '-p', '10829', 'memory', '1G'], os.path.join(WORK, 'nbdkit.log'))
+        sock = os.path.join(WORK, f'{name}.sock')
+        where = ['--unix', sock] if UNIX else ['--listen', f'127.0.0.1:{port}']
+        uris[name] = f'nbd+unix:///disk?socket={sock}' if UNIX else f'nbd://127.0.0.1:{port}/disk'
+        pids[name] = start([path] + opts + ['nbd', '-a', '127.0.0.1', '-s', '4620', '-n', NQN, '--nsid', '1',
+               '--name', 'disk'] + where, os.path.join(WORK, f'nbd-{name}.log')).pid
+    ksock = os.path.join(WORK, 'nbdkit.sock')
+    kwhere = ['-U', ksock] if UNIX else ['-p', '10829']
+    uris['nbdkit'] = f'nbd+unix:///?socket={ksock}' if UNIX else 'nbd://127.0.0.1:10829/'
+    pids['nbdkit'] = start(['nbdkit', '-f'] + kwhere + ['memory', '1G'], os.path.join(WORK, 'nbdkit.log')).pid
     time.sleep(2)
-    res = {}; cpu = {}; lat = {}
+    res = {}; cpu = {}; lat = {}; fcpu = {}; tcpu = {}
     tck = os.sysconf('SC_CLK_TCK')
     def cputime(pid):
         f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
@@ -53,8 +68,11 @@ try:
         out = subprocess.run(['fio', '--name=j', '--ioengine=nbd', f'--uri={uri}', '--rw=randread', '--bs=4k',
                               f'--iodepth={qd}', f'--runtime={RT}', '--time_based', '--size=256M',
                               '--output-format=json'], capture_output=True, text=True, check=True).stdout
-        rd = json.loads(out[out.index('{'):])['jobs'][0]['read']
+        job = json.loads(out[out.index('{'):])['jobs'][0]
+        rd = job['read']
         lat.setdefault((uri, qd), []).append(rd['clat_ns']['percentile']['50.000000'] / 1000)
+        # usr_cpu/sys_cpu: percent of one CPU over the run
+        fcpu.setdefault((uri, qd), []).append((job['usr_cpu'] + job['sys_cpu']) / 100 / rd['iops'] * 1e6)
         return rd['iops']
     def bench(qd):
         out = subprocess.run([TGT, 'bench', '-a', '127.0.0.1', '-s', '4620', '-n', NQN, '--iodepth', str(qd),
@@ -63,27 +81,38 @@ try:
         return j['iops']
     for r in range(ROUNDS):
         for qd in QDS:
-            runs = [(n, lambda qd=qd, p=p: fio(f'nbd://127.0.0.1:{p}/disk', qd)) for n, p in ports.items()]
-            runs += [('nbdkit', lambda qd=qd: fio('nbd://127.0.0.1:10829/', qd)), ('bench', lambda qd=qd: bench(qd))]
+            runs = [(n, lambda qd=qd, u=u: fio(u, qd)) for n, u in uris.items()]
+            runs += [('bench', lambda qd=qd: bench(qd))]
             if r % 2: runs.reverse()
             for n, f in runs:
                 c0 = cputime(pids[n]) if n in pids else 0
+                t0 = cputime(tpid)
                 v = f(); res.setdefault((n, qd), []).append(v)
-                us = ''
+                t = (cputime(tpid) - t0) / (v * float(RT)) * 1e6
+                tcpu.setdefault((n, qd), []).append(t)
+                us = f' (CPU us/IO: target {t:.1f}'
                 if n in pids:
                     u = (cputime(pids[n]) - c0) / (v * float(RT)) * 1e6
-                    cpu.setdefault((n, qd), []).append(u); us = f' ({u:.1f} us CPU/IO in nvmp nbd)'
-                print(f'round {r} qd{qd} {n}: {v:.0f}{us}', flush=True)
+                    cpu.setdefault((n, qd), []).append(u); us += f', {n} {u:.1f}'
+                if n in uris:
+                    us += f', fio {fcpu[(uris[n], qd)][-1]:.1f}'
+                print(f'round {r} qd{qd} {n}: {v:.0f}{us}) load {os.getloadavg()[0]:.1f}', flush=True)
     print('--- medians')
     for qd in QDS:
         med = {n: statistics.median(v) for (n, q), v in res.items() if q == qd}
         for n, m in med.items():
             extra = ''
-            if n == 'nbdkit':
-                extra = f"  p50 {statistics.median(lat[('nbd://127.0.0.1:10829/', qd)]):.0f} us"
+            if n in uris:
+                extra = f"  p50 {statistics.median(lat[(uris[n], qd)]):.1f} us"
             if n not in ('nbdkit', 'bench'):
-                p = ports[n]; l = statistics.median(lat[(f'nbd://127.0.0.1:{p}/disk', qd)])
-                extra = f"  p50 {l:.0f} us  x nbdkit {m/med['nbdkit']:.2f}  x bench {m/med['bench']:.2f}  CPU/IO {statistics.median(cpu[(n, qd)]):.1f} us"
+                extra += f"  x nbdkit {m/med['nbdkit']:.2f}  x bench {m/med['bench']:.2f}"
+            extra += '  CPU us/IO:'
+            if n in pids:
+                extra += f" {n} {statistics.median(cpu[(n, qd)]):.1f}"
+            if n != 'nbdkit':
+                extra += f" target {statistics.median(tcpu[(n, qd)]):.1f}"
+            if n in uris:
+                extra += f" fio {statistics.median(fcpu[(uris[n], qd)]):.1f}"
             print(f"qd{qd} {n}: {m:.0f} (all {[round(x) for x in res[(n, qd)]]}){extra}")
 finally:
     for p in procs: p.send_signal(signal.SIGTERM)

@@ -127,7 +127,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `nvmp nbd` serves on a runtime of its own: --poll spins that one.
+    if let Command::Nbd(a) = &mut cli.cmd {
+        a.poll = std::mem::take(&mut cli.runtime.poll);
+    }
     // Long-running services log warnings (path lost, reconnect failed); the rest stays quiet.
     init_logging(
         cli.verbose,

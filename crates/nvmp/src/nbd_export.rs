@@ -105,9 +105,13 @@ pub struct NbdArgs {
     pub read_only: bool,
     /// Runtime threads serving the export and its paths (1: one thread,
     /// fewest cross-thread wake-ups per request; raise for many busy paths
-    /// or clients).
+    /// or clients). With the global `--poll` each of them busy-polls.
     #[arg(long = "threads", default_value_t = 1)]
     pub threads: usize,
+    /// Busy-poll the export's runtime (the global `--poll`, which main hands
+    /// over here instead of spinning its own idle runtime).
+    #[arg(skip)]
+    pub poll: bool,
 }
 
 /// Runs the export on its own runtime of `--threads` threads (the CLI's
@@ -116,26 +120,22 @@ pub struct NbdArgs {
 /// request's wake-ups (NBD socket, the queue's writer and reader) stay on
 /// one thread instead of crossing threads, which measured ~20-35% less CPU
 /// per request (docs/PERFORMANCE.md, "NBD export").
+///
+/// With `--poll` every thread of that runtime busy-polls (a task that only
+/// yields keeps it from sleeping in epoll): no wake-up between a request's
+/// arrival, its NVMe completion and its reply, at the price of a whole core
+/// per thread, idle or not.
 pub async fn run(a: NbdArgs) -> Result<()> {
     let threads = a.threads;
     if threads == 0 || threads > MAX_THREADS {
         bail!("--threads must be 1..={MAX_THREADS}");
     }
+    let poll = a.poll;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("nvmp-nbd".into())
         .spawn(move || {
-            let rt = if threads == 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .enable_all()
-                    .build()
-            };
-            let r = match rt {
+            let r = match build_runtime(threads, poll) {
                 Ok(rt) => {
                     let r = rt.block_on(serve(a));
                     // Do not wait for background tasks (reconnect loops).
@@ -153,6 +153,33 @@ pub async fn run(a: NbdArgs) -> Result<()> {
 
 /// Upper bound of `--threads`.
 const MAX_THREADS: usize = 256;
+
+/// The export's runtime: one thread (current-thread scheduler) or a pool,
+/// busy-polling with `poll`.
+fn build_runtime(threads: usize, poll: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads > 1 {
+        let args = crate::runtime::RuntimeArgs {
+            poll,
+            workers: Some(threads as u16),
+        };
+        return crate::runtime::build(&args);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if poll {
+        // A yielding task is deferred, not re-queued: with nothing else to
+        // run, the current-thread scheduler then checks the I/O driver with
+        // a zero timeout and runs it again, so the thread never sleeps and
+        // readiness is seen within one spin.
+        rt.spawn(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    Ok(rt)
+}
 
 async fn serve(a: NbdArgs) -> Result<()> {
     if a.listen.is_none() && a.unix.is_none() {

@@ -90,6 +90,9 @@ struct Shared {
     state: Mutex<State>,
     slots: Semaphore,
     wake_writer: Notify,
+    /// Signalled when the queue fails: abandons a write blocked on a peer
+    /// that stopped reading.
+    abort_write: Notify,
     wake_timer: Notify,
     closed: AtomicBool,
     phase: watch::Sender<Phase>,
@@ -137,6 +140,7 @@ impl Conn {
             }),
             slots: Semaphore::new(cfg.queue_size as usize),
             wake_writer: Notify::new(),
+            abort_write: Notify::new(),
             wake_timer: Notify::new(),
             closed: AtomicBool::new(false),
             phase: watch::channel(Phase::Connecting).0,
@@ -324,6 +328,7 @@ fn fail(sh: &Shared, e: QueueError) {
     };
     deliver(sh, n, &mut wake);
     sh.phase.send_replace(Phase::Failed(e.to_string()));
+    sh.abort_write.notify_one();
     sh.wake_writer.notify_one();
     sh.wake_timer.notify_one();
     (sh.on_fail)(sh.qid, &e);
@@ -488,15 +493,11 @@ fn drain(sh: &Shared, out: &mut OutBatch) {
 
 async fn writer(sh: Arc<Shared>, mut write: BoxWrite) {
     let mut out = OutBatch::new();
-    let mut phase = sh.phase.subscribe();
-    let failed = |p: &Phase| matches!(p, Phase::Failed(_));
     // Whether the stream is at a PDU boundary (a TermReq may still be sent).
     let mut clean = true;
     loop {
-        tokio::select! {
-            _ = sh.wake_writer.notified() => {}
-            _ = phase.wait_for(failed) => {}
-        }
+        // A failing queue sets `closed`, then wakes the writer.
+        sh.wake_writer.notified().await;
         // Let the tasks that are ready now (submitters woken by the same
         // batch of completions) queue their commands first, so that they
         // go out in one write. Without this, tokio's LIFO slot runs the
@@ -518,8 +519,9 @@ async fn writer(sh: Arc<Shared>, mut write: BoxWrite) {
             // A failure (timeout, reset) abandons a write blocked on a peer
             // that stopped reading.
             let r = tokio::select! {
+                biased;
                 r = out.flush(&mut write) => r,
-                _ = phase.wait_for(failed) => {
+                _ = sh.abort_write.notified() => {
                     clean = false;
                     break;
                 }

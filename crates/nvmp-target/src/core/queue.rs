@@ -212,6 +212,7 @@ impl Queue {
     pub fn on_bytes_into(&mut self, buf: &mut BytesMut, now: Instant, out: &mut dyn Sink) {
         let mut progressed = false;
         self.holding = false;
+        self.prefetch(buf);
         while self.phase != Phase::Closed {
             if self.must_hold(buf, out) {
                 self.holding = true;

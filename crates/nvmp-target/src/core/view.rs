@@ -78,6 +78,14 @@ impl IoView {
         )
     }
 
+    /// Namespace `nsid` as last resolved (no refresh, no stamp).
+    pub fn peek(&self, nsid: u32) -> Option<&NsView> {
+        self.ns
+            .binary_search_by_key(&nsid, |n| n.nsid)
+            .ok()
+            .map(|i| &self.ns[i])
+    }
+
     /// The Host Identifier of the queue's controller.
     pub fn hostid(&self) -> [u8; 16] {
         self.hostid

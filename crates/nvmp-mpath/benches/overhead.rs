@@ -7,9 +7,12 @@
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
 //!
 //! Time on a shared 2-core machine is noisy, so there is also a count mode
-//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read|head-st`
+//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read|head-st|head-st2`
 //! sets up the same target, controller and head, runs N sequential 4 KiB
-//! reads through the chosen one, and exits. Under
+//! reads through the chosen one, and exits (`head-st2`: service-time over
+//! two paths, two controllers on the target's two ports; the reads
+//! alternate or not as the policy decides). `NVMP_BENCH_SIZES=1` also
+//! prints the sizes of the controller's and the head's submit futures. Under
 //! `valgrind --tool=callgrind`, the difference of two N gives instructions
 //! per I/O for each mode (scripts/overhead-instructions does this).
 
@@ -149,28 +152,47 @@ async fn compare(a: Arc<Dev>, b: Arc<Dev>, qd: usize, secs: f64, rounds: usize) 
 
 /// Count mode: N sequential reads through `mode`, nothing printed but the mode.
 async fn count_mode(n: u64, mode: &str) {
-    let t = TargetHandle::start(TargetConfig::from_json(&config(&["optimized"])).unwrap())
-        .await
-        .unwrap();
+    let t =
+        TargetHandle::start(TargetConfig::from_json(&config(&["optimized", "optimized"])).unwrap())
+            .await
+            .unwrap();
     let c = Controller::connect(opts(t.local_addr(1).unwrap()))
         .await
         .unwrap();
     let mp = Multipath::new(MpathConfig::default());
     mp.add_controller(c.clone()).await.unwrap();
+    if mode == "head-st2" {
+        // A second path (the target's second port): the choice is real.
+        let c2 = Controller::connect(opts(t.local_addr(2).unwrap()))
+            .await
+            .unwrap();
+        mp.add_controller(c2).await.unwrap();
+    }
     let head = mp.head(NQN, 1).unwrap();
     let dev = match mode {
         "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
         "head" => Dev::Head(head.clone()),
         "head-read" => Dev::HeadRead(head.clone()),
-        "head-st" => {
+        "head-st" | "head-st2" => {
             // The same through the service-time policy: timed, latency-weighted choice.
             mp.subsystem(NQN)
                 .unwrap()
                 .set_iopolicy(IoPolicy::ServiceTime);
             Dev::Head(head.clone())
         }
-        other => panic!("NVMP_BENCH_MODE={other}: expected bare, head, head-read or head-st"),
+        other => {
+            panic!("NVMP_BENCH_MODE={other}: expected bare, head, head-read, head-st or head-st2")
+        }
     };
+    if std::env::var("NVMP_BENCH_SIZES").is_ok() {
+        eprintln!(
+            "sizes: ctrl submit {} head submit {} IoRequest {} Completion {}",
+            std::mem::size_of_val(&c.submit(read_sqe(0))),
+            std::mem::size_of_val(&head.submit(read_sqe(0))),
+            std::mem::size_of::<IoRequest>(),
+            std::mem::size_of::<nvmp_host::Completion>()
+        );
+    }
     for i in 0..n {
         dev.read4k((i * 8) % dev.blocks()).await;
     }
@@ -183,11 +205,22 @@ fn main() {
     if let Ok(n) = std::env::var("NVMP_BENCH_COUNT_IOS") {
         let n: u64 = n.parse().expect("NVMP_BENCH_COUNT_IOS");
         let mode = std::env::var("NVMP_BENCH_MODE").unwrap_or_else(|_| "head".into());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        // One thread: host and target tasks then run in the same order every
+        // time, so the count per read repeats to a few instructions. (On a
+        // multi-thread runtime how often workers park, wake and steal depends
+        // on the machine's load: the same binary gave 18,300-19,200 per read
+        // from run to run, too much to see a 1 % difference.)
+        // NVMP_BENCH_RUNTIME=multi counts on the 2-worker runtime instead.
+        let rt = match std::env::var("NVMP_BENCH_RUNTIME").as_deref() {
+            Ok("multi") => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build(),
+            _ => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+        }
+        .unwrap();
         rt.block_on(count_mode(n, &mode));
         return;
     }

@@ -175,8 +175,25 @@ impl NamespaceHead {
         self.wake.notify_waiters();
     }
 
+    /// The common case of [`NamespaceHead::choose`], inlined into `submit`:
+    /// the sticky path while it is still optimized (`numa`, one NUMA node),
+    /// or the best path by expected completion time (`service-time`).
+    /// None: ask `choose`.
+    #[inline(always)]
+    fn choose_fast(&self, paths: &[Arc<Path>], policy: IoPolicy, tm: &Timing) -> Option<usize> {
+        match policy {
+            IoPolicy::Numa if !crate::numa::active() => {
+                let cur = self.current.load(Relaxed);
+                paths.get(cur).filter(|p| p.is_optimized_now()).map(|_| cur)
+            }
+            IoPolicy::ServiceTime => crate::latency::pick(paths, tm),
+            _ => None,
+        }
+    }
+
     /// Pick a path. `avoid` is the path a command just failed on: it is not
     /// chosen again for that command while another path is usable.
+    #[inline(never)]
     fn choose(&self, paths: &[Arc<Path>], avoid: Option<&Arc<Path>>, tm: &Timing) -> Selection {
         let cur = self.current.load(Relaxed);
         let policy = self.policy();
@@ -239,12 +256,16 @@ impl NamespaceHead {
     /// as the controller's own, and the hot path does no more than choose.
     pub async fn submit(&self, mut req: IoRequest) -> Completion {
         req.sqe.nsid = self.nsid;
-        let tm = Timing::start(self.policy(), &req);
+        let policy = self.policy();
+        let tm = Timing::start(policy, &req);
         let first = {
             let paths = self.paths.load();
-            match self.choose(&paths, None, &tm) {
-                Selection::Path(i) => Some(paths[i].clone()),
-                _ => None,
+            match self.choose_fast(&paths, policy, &tm) {
+                Some(i) => Some(paths[i].clone()),
+                None => match self.choose(&paths, None, &tm) {
+                    Selection::Path(i) => Some(paths[i].clone()),
+                    _ => None,
+                },
             }
         };
         let Some(path) = first else {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::path::Path;
 use crate::policy::IoPolicy;
-use crate::select::{expected_ns, BestBy, PathView};
+use crate::select::{BestBy, PathView};
 
 /// Size classes: up to 4 KiB, 16 KiB, 64 KiB, larger.
 pub const CLASSES: usize = 4;
@@ -217,15 +217,32 @@ pub fn annotate(views: &mut [PathView], paths: &[Arc<Path>], tm: &Timing) {
 }
 
 /// The head's fast path under `service-time`: the path `select` would
-/// choose, building each view as it goes (no view array); None when no
+/// choose, without building views (what it reads per path: the usability
+/// check, then for a usable path its depth and estimate); None when no
 /// path is usable (the caller then decides between requeue and fail).
+/// With one path there is nothing to compare: it is chosen if usable, as
+/// Linux's round-robin does with a single path.
 #[inline]
 pub fn pick(paths: &[Arc<Path>], tm: &Timing) -> Option<usize> {
+    if let [p] = paths {
+        return p.usable_now().map(|_| 0);
+    }
     let mut best = BestBy::default();
     for (i, p) in paths.iter().enumerate() {
-        let mut v = p.view();
-        annotate_one(&mut v, p, tm);
-        if best.push(i, &v, expected_ns(&v)) {
+        let Some(optimized) = p.usable_now() else {
+            continue;
+        };
+        let l = &p.stats.latency;
+        let depth = p.ctrl.ctrl.outstanding();
+        let key = if tm.now_ns != 0 && depth == 0 && l.due_probe(tm.now_ns) {
+            0
+        } else {
+            match l.estimate_ns(tm.class) {
+                0 => depth as u64,
+                est => est.saturating_mul(depth as u64 + 1),
+            }
+        };
+        if best.push_usable(i, optimized, key) {
             break;
         }
     }

@@ -108,6 +108,18 @@ impl Path {
             && self.ctrl.ctrl.state() == CtrlState::Live
             && !self.ctrl.ctrl.is_stalled()
     }
+    /// `Some(optimized)` when `self.view().is_usable()`, reading only what
+    /// that needs (the service-time policy's per-command check).
+    #[inline]
+    pub fn usable_now(&self) -> Option<bool> {
+        let ana = self.ana_state();
+        let usable = ana.is_usable()
+            && !self.ana_pending()
+            && !self.ctrl.removed.load(Relaxed)
+            && self.ctrl.ctrl.state() == CtrlState::Live
+            && !self.ctrl.ctrl.is_stalled();
+        usable.then_some(ana == AnaState::OPTIMIZED)
+    }
     pub fn view(&self) -> PathView {
         PathView {
             ctrl: self.ctrl.condition(),

@@ -146,7 +146,12 @@ impl BestBy {
         if !p.is_usable() {
             return false;
         }
-        let slot = if p.ana == AnaState::OPTIMIZED {
+        self.push_usable(i, p.ana == AnaState::OPTIMIZED, k)
+    }
+    /// [`BestBy::push`] for a path already known to be usable.
+    #[inline]
+    pub fn push_usable(&mut self, i: usize, optimized: bool, k: u64) -> bool {
+        let slot = if optimized {
             &mut self.opt
         } else {
             &mut self.non

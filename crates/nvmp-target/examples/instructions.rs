@@ -1,14 +1,15 @@
 //! Instruction counting for the target's data path (run it under
 //! `valgrind --tool=callgrind`; scripts/target-instructions does): an
-//! in-process target on loopback with a 1 GiB RAM namespace, and a lean
+//! in-process target on loopback with a 64 MiB RAM namespace, and a lean
 //! pipelined client that keeps QD commands in flight on one I/O queue and
 //! sends each batch of new commands with one write, as a real host does.
 //!
 //! `NVMP_IOS=N NVMP_MODE=read|write [NVMP_QD=32] cargo run --release -p nvmp-target --example instructions`
 //!
 //! Two runs with different N give instructions per I/O by difference; the
-//! inclusive cost of the connection task (`serve_io`) per I/O is the
-//! target's own share.
+//! inclusive cost of the connection task (`serve_conn`) per I/O is the
+//! target's own share. Reads are of never-written blocks, and writes fill
+//! fresh chunks as they go: instructions, not cache misses, are counted.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

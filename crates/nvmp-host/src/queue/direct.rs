@@ -8,9 +8,11 @@
 //! in and its data is not, the core takes the header off the receive
 //! buffer and the driver reads the data into a buffer of the command's
 //! size (recycled once the caller drops it), then hands it back here: the
-//! PDU is handled as if it had been received whole.
+//! PDU is handled as if it had been received whole. A C2HData that is all
+//! in the receive buffer takes a short way too ([`QueueCore::receive_c2h`]).
 
 use bytes::{Buf, Bytes, BytesMut};
+use nvmp_wire::pdu::PduType;
 use nvmp_wire::pdu::{DataHead, DataPdu};
 use nvmp_wire::Pdu;
 
@@ -67,5 +69,30 @@ impl<T> QueueCore<T> {
             data,
         });
         self.handle(pdu).map_err(|e| self.fatal(e))
+    }
+}
+
+impl<T> QueueCore<T> {
+    /// A C2HData that is all in `buf`, without data digest, on a ready
+    /// queue: its data split off `buf` as they are (one reference taken)
+    /// and handled without building a PDU. `None`: anything else, left to
+    /// the decoder (which reports a bad header with the same error).
+    pub(super) fn receive_c2h(&mut self, buf: &mut BytesMut) -> Option<Result<(), QueueError>> {
+        if buf.first() != Some(&PduType::C2H_DATA.0) || self.phase != Phase::Ready {
+            return None;
+        }
+        match self.decoder.peek_data_head(buf) {
+            Ok(Some(h)) if !h.ddgst && buf.len() >= h.plen => {
+                buf.advance(h.pdo);
+                let data = buf.split_to(h.header.length as usize).freeze();
+                Some(self.on_c2h(DataPdu {
+                    header: h.header,
+                    last: h.last,
+                    success: h.success,
+                    data,
+                }))
+            }
+            _ => None,
+        }
     }
 }

@@ -259,6 +259,10 @@ impl<T> QueueCore<T> {
             return Err(QueueError::Closed);
         }
         loop {
+            if let Some(r) = self.receive_c2h(buf) {
+                r.map_err(|e| self.fatal(e))?;
+                continue;
+            }
             match self.decoder.decode(buf) {
                 Ok(Some(pdu)) => {
                     if let Err(e) = self.handle(pdu) {

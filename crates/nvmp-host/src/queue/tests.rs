@@ -590,3 +590,43 @@ fn direct_read_on_a_failed_queue_is_closed() {
     q.fail_all(Status::new(StatusCode::ABORTED_BY_HOST));
     assert_eq!(q.direct_done(d, data), Err(QueueError::Closed));
 }
+
+/// Whole C2HData PDUs in the receive buffer (the short way, no PDU built):
+/// the data are exact slices, and a bad header fails the queue with the
+/// decoder's own error and a TermReq.
+#[test]
+fn whole_c2h_data_from_the_receive_buffer() {
+    let mut q = ready(4);
+    let a = q.submit(1, read_req(4096), None).unwrap();
+    let b = q.submit(2, read_req(512), None).unwrap();
+    sent(&mut q);
+    let (da, db) = (pattern(4096), pattern(512));
+    let enc = EncodeOptions::default();
+    let mut buf = BytesMut::new();
+    c2h(a, 0, &da, true, false).encode(enc, &mut buf);
+    cqe(a, StatusCode::SUCCESS).encode(enc, &mut buf);
+    c2h(b, 0, &db, true, true).encode(enc, &mut buf);
+    let cut = buf.len() - 10;
+    let mut rest = buf.split_off(cut);
+    q.receive(&mut buf).unwrap();
+    assert_eq!(buf.len(), cut - 4096 - 24 - 24, "the partial PDU is kept");
+    buf.unsplit(std::mem::take(&mut rest));
+    q.receive(&mut buf).unwrap();
+    assert!(buf.is_empty());
+    let got = done(&mut q);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0, &got[0].1.data), (1, &da));
+    assert_eq!((got[1].0, &got[1].1.data), (2, &db));
+    // DATAL that disagrees with PLEN.
+    let c = q.submit(3, read_req(4096), None).unwrap();
+    sent(&mut q);
+    let mut buf = BytesMut::new();
+    c2h(c, 0, &da, true, true).encode(enc, &mut buf);
+    buf[16] ^= 1;
+    let e = q.receive(&mut buf).unwrap_err();
+    assert!(
+        matches!(&e, QueueError::Malformed(p) if p.error.field == "DATA.DATAL"),
+        "{e:?}"
+    );
+    assert!(matches!(sent(&mut q)[..], [Pdu::H2CTermReq(_)]));
+}

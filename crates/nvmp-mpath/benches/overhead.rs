@@ -7,11 +7,11 @@
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
 //!
 //! Time on a shared 2-core machine is noisy, so there is also a count mode
-//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head-read|head-st|head-st2`
+//! for instruction counting: `NVMP_BENCH_COUNT_IOS=N NVMP_BENCH_MODE=bare|head|head2|head-read|head-st|head-st2`
 //! sets up the same target, controller and head, runs N sequential 4 KiB
-//! reads through the chosen one, and exits (`head-st2`: service-time over
-//! two paths, two controllers on the target's two ports; the reads
-//! alternate or not as the policy decides). `NVMP_BENCH_SIZES=1` also
+//! reads through the chosen one, and exits (`head2`, `head-st2`: numa and
+//! service-time over two paths, two controllers on the target's two ports;
+//! the second controller's timers and connection run in both). `NVMP_BENCH_SIZES=1` also
 //! prints the sizes of the controller's and the head's submit futures. Under
 //! `valgrind --tool=callgrind`, the difference of two N gives instructions
 //! per I/O for each mode (scripts/overhead-instructions does this).
@@ -161,7 +161,7 @@ async fn count_mode(n: u64, mode: &str) {
         .unwrap();
     let mp = Multipath::new(MpathConfig::default());
     mp.add_controller(c.clone()).await.unwrap();
-    if mode == "head-st2" {
+    if mode.ends_with('2') {
         // A second path (the target's second port): the choice is real.
         let c2 = Controller::connect(opts(t.local_addr(2).unwrap()))
             .await
@@ -171,7 +171,7 @@ async fn count_mode(n: u64, mode: &str) {
     let head = mp.head(NQN, 1).unwrap();
     let dev = match mode {
         "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
-        "head" => Dev::Head(head.clone()),
+        "head" | "head2" => Dev::Head(head.clone()),
         "head-read" => Dev::HeadRead(head.clone()),
         "head-st" | "head-st2" => {
             // The same through the service-time policy: timed, latency-weighted choice.
@@ -181,7 +181,7 @@ async fn count_mode(n: u64, mode: &str) {
             Dev::Head(head.clone())
         }
         other => {
-            panic!("NVMP_BENCH_MODE={other}: expected bare, head, head-read, head-st or head-st2")
+            panic!("NVMP_BENCH_MODE={other}: expected bare, head, head2, head-read, head-st or head-st2")
         }
     };
     if std::env::var("NVMP_BENCH_SIZES").is_ok() {

@@ -91,6 +91,7 @@ impl PathLatency {
     }
     /// The estimate for a size class: its own average, else the average
     /// over all sizes, else 0 (unknown).
+    #[inline]
     pub fn estimate_ns(&self, class: u8) -> u64 {
         match self.class_ns[class as usize % CLASSES].load(Relaxed) {
             0 => self.all_ns.load(Relaxed),
@@ -100,6 +101,7 @@ impl PathLatency {
     /// Whether the path is due a probe at `now_ns`: it has a sample, and
     /// none for [`PROBE_AFTER_NS`]. (A path without a sample has no
     /// estimate and is chosen anyway.)
+    #[inline]
     pub fn due_probe(&self, now_ns: u64) -> bool {
         let last = self.last_ns.load(Relaxed);
         last != 0 && now_ns.saturating_sub(last) > PROBE_AFTER_NS

@@ -1,7 +1,7 @@
 //! `nvmp --poll nbd`: the export's own runtime busy-polls (the global
 //! `--poll` is handed to it; the CLI's idle runtime does not spin), and a
 //! polling export still does everything a sleeping one does: real clients
-//! over the Unix socket and TCP (qemu-io, fio's nbd engine with verify),
+//! over TCP (qemu-io) and the Unix socket (fio's nbd engine with verify),
 //! and it stops on SIGTERM. Never a timing: latency is shown by
 //! `crates/nvmp-nbd/scripts/fio-vs-nbdkit.py`.
 
@@ -77,12 +77,11 @@ fn nbd_export_polls_serves_clients_and_stops() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // qemu-io over the Unix socket: a pattern written, read back, checked.
-    let unix_uri = format!("nbd+unix:///disk?socket={}", sock.display());
+    // qemu-io over TCP: a pattern written, read back, checked.
     sh(Command::new("qemu-io").args([
         "-f",
         "raw",
-        &unix_uri,
+        &format!("nbd://127.0.0.1:{port}/disk"),
         "-c",
         "write -P 0x5c 1M 2M",
         "-c",
@@ -90,11 +89,11 @@ fn nbd_export_polls_serves_clients_and_stops() {
         "-c",
         "read -P 0 0 1M",
     ]));
-    // fio over TCP, 8 requests in flight, every block verified.
+    // fio over the Unix socket, 8 requests in flight, every block verified.
     let o = sh(Command::new("fio").args([
         "--name=verify",
         "--ioengine=nbd",
-        &format!("--uri=nbd://127.0.0.1:{port}/disk"),
+        &format!("--uri=nbd+unix:///disk?socket={}", sock.display()),
         "--rw=randwrite",
         "--bs=4k",
         "--size=4M",

@@ -208,10 +208,20 @@ impl Conn {
         req: IoRequest,
         timeout: Option<Duration>,
     ) -> Result<Completion, (IoRequest, SubmitError)> {
-        let Ok(permit) = self.sh.slots.acquire().await else {
-            return Err((req, SubmitError::NotReady));
-        };
-        permit.forget();
+        // A free slot without building the waiting future (the usual
+        // case), else wait for one.
+        match self.sh.slots.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err((req, SubmitError::NotReady));
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let Ok(permit) = self.sh.slots.acquire().await else {
+                    return Err((req, SubmitError::NotReady));
+                };
+                permit.forget();
+            }
+        }
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t).into_std());
         let (ticket, rearm) = {
             let mut st = lock(&self.sh);

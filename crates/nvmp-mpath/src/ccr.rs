@@ -140,7 +140,7 @@ pub async fn fence_ctrl(
             Ok(true) => {
                 tracing::info!(ctrl = %entry.name, by = %other.name, cntlid = inst.cntlid, "lost controller reset by Cross-Controller Reset");
                 outcome = FenceOutcome::Reset {
-                    by_cntlid: other.cntlid,
+                    by_cntlid: other.cntlid(),
                 };
                 break;
             }

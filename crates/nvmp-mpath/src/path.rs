@@ -16,7 +16,6 @@ pub struct CtrlEntry {
     pub ctrl: Controller,
     /// `nvme<N>`, unique in this host.
     pub name: String,
-    pub cntlid: u16,
     /// CMIC.ANA: the controller reports ANA states; without it every path counts as optimized.
     pub ana_supported: bool,
     pub ana: Mutex<AnaTracker>,
@@ -30,6 +29,11 @@ pub struct CtrlEntry {
 }
 
 impl CtrlEntry {
+    /// The controller's CNTLID now: a reconnect may be given another one
+    /// (the target's dynamic controller model), so it is never kept here.
+    pub fn cntlid(&self) -> u16 {
+        self.ctrl.cntlid()
+    }
     pub fn condition(&self) -> CtrlCondition {
         if self.removed.load(Relaxed) {
             return CtrlCondition::Gone;

@@ -186,7 +186,6 @@ impl Multipath {
         let entry = Arc::new(CtrlEntry {
             ctrl: ctrl.clone(),
             name: name.clone(),
-            cntlid: ctrl.cntlid(),
             ana_supported,
             ana: Mutex::new(AnaTracker::new(id.anatt, id.anagrpmax)),
             ana_reread: tokio::sync::Notify::new(),
@@ -207,9 +206,9 @@ impl Multipath {
                         )
                 })
                 .collect();
-            if let Some(dup) = live.iter().find(|c| c.cntlid == entry.cntlid) {
+            if let Some(dup) = live.iter().find(|c| c.cntlid() == entry.cntlid()) {
                 return Err(MpathError::DuplicateCntlid {
-                    cntlid: entry.cntlid,
+                    cntlid: entry.cntlid(),
                     subnqn: subnqn.to_string(),
                     existing: dup.name.clone(),
                     address,
@@ -226,7 +225,7 @@ impl Multipath {
             }
             ctrls.push(entry.clone());
         }
-        tracing::info!(ctrl = %name, subsys = %sub.name, %address, cntlid = entry.cntlid, ana = ana_supported, "controller linked");
+        tracing::info!(ctrl = %name, subsys = %sub.name, %address, cntlid = entry.cntlid(), ana = ana_supported, "controller linked");
         let result = async {
             if ana_supported {
                 self.reread_ana(&sub, &entry).await?;

@@ -70,7 +70,7 @@ impl Subsystem {
             .iter()
             .map(|c| CtrlSnapshot {
                 name: c.name.clone(),
-                cntlid: c.cntlid,
+                cntlid: c.cntlid(),
                 transport: "tcp".into(),
                 address: c.ctrl.address(),
                 state: c.ctrl.state().to_string(),

@@ -257,3 +257,35 @@ async fn dropping_the_registry_disconnects_its_controllers() {
     .await;
     t.shutdown().await;
 }
+
+/// A reconnect may bring a new CNTLID (nvmp's target, like Linux's nvmet,
+/// gives each association its own): what the registry shows and checks for
+/// duplicates is the controller's CNTLID now, not the one it was linked with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_controller_is_shown_with_its_new_cntlid() {
+    let (t, addrs, mp, _head) = setup_two_paths().await;
+    let c = Controller::connect(path_opts(addrs[0], NQN)).await.unwrap();
+    let linked = mp.add_controller(c.clone()).await.unwrap();
+    let before = c.cntlid();
+    c.reset();
+    wait_until(
+        "a new association",
+        std::time::Duration::from_secs(20),
+        || c.state() == nvmp_host::CtrlState::Live && c.cntlid() != before,
+    )
+    .await;
+    let now = c.cntlid();
+    let shown: Vec<u16> = mp.snapshot()[0]
+        .controllers
+        .iter()
+        .map(|s| s.cntlid)
+        .collect();
+    assert!(shown.contains(&now), "{shown:?} lacks the new CNTLID {now}");
+    assert!(
+        !shown.contains(&before),
+        "{shown:?} still shows the old CNTLID {before}"
+    );
+    drop(linked);
+    mp.shutdown().await;
+    t.shutdown().await;
+}

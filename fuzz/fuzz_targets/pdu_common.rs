@@ -23,7 +23,20 @@ pub fn run(role: Role, data: &[u8]) {
         if sel & 8 != 0 {
             fix_digests(&mut one, digests);
         }
-        if let Ok(pdu) = dec.decode_one(Bytes::from(one)) {
+        // The streaming decoder (in place for PDUs without data) agrees
+        // with decode_one on a buffer holding exactly one PDU.
+        let whole = one.len() >= 8
+            && u32::from_le_bytes([one[4], one[5], one[6], one[7]]) as usize == one.len();
+        let streamed = whole.then(|| dec.decode(&mut BytesMut::from(&one[..])));
+        let single = dec.decode_one(Bytes::from(one));
+        if let Some(s) = streamed {
+            match (&single, s) {
+                (Ok(a), Ok(Some(b))) => assert_eq!(*a, b),
+                (Err(a), Err(b)) => assert_eq!(*a, b),
+                (a, b) => panic!("decode_one {a:?} vs decode {b:?}"),
+            }
+        }
+        if let Ok(pdu) = single {
             // Whatever decodes must re-encode to something that decodes to the same PDU.
             let mut out = BytesMut::new();
             pdu.encode(EncodeOptions { digests, pda: 0 }, &mut out);

@@ -5,7 +5,7 @@ or more nvmp binaries, e.g. before/after a change) on a 1-path head of a
 `nvmp bench` on the same target; interleaved rounds (order reversed every
 other round), medians. Also prints the CPU time per I/O (utime+stime from
 /proc, all threads) of each `nvmp nbd` process and of nbdkit, of the target,
-and of fio itself (from its JSON) - less noisy figures than IOPS on a shared
+of fio itself (from its JSON) and of `nvmp bench` (the head alone) - less noisy figures than IOPS on a shared
 machine, and they add up to what one I/O costs the machine - and fio's median
 completion latency.
 
@@ -78,6 +78,9 @@ try:
         out = subprocess.run([TGT, 'bench', '-a', '127.0.0.1', '-s', '4620', '-n', NQN, '--iodepth', str(qd),
                               '--runtime', RT, '--size', '256M', '-o', 'json'], capture_output=True, text=True, check=True).stdout
         j = json.loads(out[out.index('{'):])
+        host = (j.get('usage') or {}).get('host') or {}
+        if 'cpu_us_per_io' in host:   # the head's own CPU per I/O, no NBD hop
+            fcpu.setdefault(('bench', qd), []).append(host['cpu_us_per_io'])
         return j['iops']
     for r in range(ROUNDS):
         for qd in QDS:
@@ -96,6 +99,8 @@ try:
                     cpu.setdefault((n, qd), []).append(u); us += f', {n} {u:.1f}'
                 if n in uris:
                     us += f', fio {fcpu[(uris[n], qd)][-1]:.1f}'
+                if n == 'bench' and ('bench', qd) in fcpu:
+                    us += f', bench (host) {fcpu[("bench", qd)][-1]:.1f}'
                 print(f'round {r} qd{qd} {n}: {v:.0f}{us}) load {os.getloadavg()[0]:.1f}', flush=True)
     print('--- medians')
     for qd in QDS:
@@ -113,6 +118,8 @@ try:
                 extra += f" target {statistics.median(tcpu[(n, qd)]):.1f}"
             if n in uris:
                 extra += f" fio {statistics.median(fcpu[(uris[n], qd)]):.1f}"
+            if n == 'bench' and ('bench', qd) in fcpu:
+                extra += f" bench (host) {statistics.median(fcpu[('bench', qd)]):.1f}"
             print(f"qd{qd} {n}: {m:.0f} (all {[round(x) for x in res[(n, qd)]]}){extra}")
 finally:
     for p in procs: p.send_signal(signal.SIGTERM)

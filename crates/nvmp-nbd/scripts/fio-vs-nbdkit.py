@@ -16,7 +16,9 @@ usage: fio-vs-nbdkit.py NAME=NVMP_BINARY[+OPT...][,NAME=...][,target=NVMP_BINARY
   env: RT=seconds per run (default 5); TRANSPORT=unix serves and connects
   every export and nbdkit over Unix sockets instead of loopback TCP (both
   sides on the same transport); TARGET_ARGS="--poll --workers 1" global
-  options of the target. Needs fio, nbdkit, and free ports 4620 (target),
+  options of the target; NBD_ARGS / NBDKIT_ARGS: more options of every
+  `nvmp nbd` / of nbdkit (e.g. NBD_ARGS=--no-structured-replies
+  NBDKIT_ARGS=--no-sr: simple replies on both sides). Needs fio, nbdkit, and free ports 4620 (target),
   10829 (nbdkit), 10830.. (exports).
 """
 import json, subprocess, sys, time, os, statistics, signal, tempfile
@@ -29,6 +31,8 @@ BIN = {n: p.split('+') for n, p in BIN.items()}    # name -> [binary, options...
 TGT = BIN.get('target', list(BIN.values())[0])[0]
 UNIX = os.environ.get('TRANSPORT', 'tcp') == 'unix'
 TARGET_ARGS = os.environ.get('TARGET_ARGS', '').split()
+NBD_ARGS = os.environ.get('NBD_ARGS', '').split()
+NBDKIT_ARGS = os.environ.get('NBDKIT_ARGS', '').split()
 WORK = tempfile.mkdtemp(prefix='nbd-bench-')
 CONFIG = os.path.join(WORK, 'target.json')
 json.dump({"hosts": [],
@@ -53,11 +57,11 @@ try:
         where = ['--unix', sock] if UNIX else ['--listen', f'127.0.0.1:{port}']
         uris[name] = f'nbd+unix:///disk?socket={sock}' if UNIX else f'nbd://127.0.0.1:{port}/disk'
         pids[name] = start([path] + opts + ['nbd', '-a', '127.0.0.1', '-s', '4620', '-n', NQN, '--nsid', '1',
-               '--name', 'disk'] + where, os.path.join(WORK, f'nbd-{name}.log')).pid
+               '--name', 'disk'] + where + NBD_ARGS, os.path.join(WORK, f'nbd-{name}.log')).pid
     ksock = os.path.join(WORK, 'nbdkit.sock')
     kwhere = ['-U', ksock] if UNIX else ['-p', '10829']
     uris['nbdkit'] = f'nbd+unix:///?socket={ksock}' if UNIX else 'nbd://127.0.0.1:10829/'
-    pids['nbdkit'] = start(['nbdkit', '-f'] + kwhere + ['memory', '1G'], os.path.join(WORK, 'nbdkit.log')).pid
+    pids['nbdkit'] = start(['nbdkit', '-f'] + NBDKIT_ARGS + kwhere + ['memory', '1G'], os.path.join(WORK, 'nbdkit.log')).pid
     time.sleep(2)
     res = {}; cpu = {}; lat = {}; fcpu = {}; tcpu = {}
     tck = os.sysconf('SC_CLK_TCK')

@@ -21,6 +21,11 @@ pub struct ExportInfo {
     pub preferred_block: u32,
     /// `NBD_INFO_BLOCK_SIZE` maximum (the payload cap).
     pub max_block: u32,
+    /// Offer structured replies. When false `NBD_OPT_STRUCTURED_REPLY` is
+    /// refused (`NBD_REP_ERR_UNSUP`, which the spec allows) and every reply
+    /// is simple: a libnbd client then reads a 4K read reply in two `recv`s
+    /// instead of four, but gets no error messages and no `NBD_CMD_FLAG_DF`.
+    pub structured_replies: bool,
 }
 
 impl ExportInfo {
@@ -256,6 +261,8 @@ impl Handshake {
                         REP_ERR_INVALID,
                         "NBD_OPT_STRUCTURED_REPLY takes no data",
                     );
+                } else if !self.export.structured_replies {
+                    self.error(opt, REP_ERR_UNSUP, "structured replies are disabled");
                 } else {
                     self.structured = true;
                     self.reply(opt, REP_ACK, &[]);

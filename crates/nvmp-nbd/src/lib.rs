@@ -10,6 +10,9 @@
 //! - One export per server (clients may also ask for the default export,
 //!   `""`). No TLS, no metadata contexts / block status, no extended
 //!   headers: those options get `NBD_REP_ERR_UNSUP`, as the spec allows.
+//!   Structured replies can be turned off too
+//!   ([`ExportConfig::structured_replies`]): simple replies cost libnbd
+//!   clients two `recv`s per read instead of four.
 //! - Block sizes: minimum = the device block size, preferred = max(it,
 //!   4096), maximum = `Limits::max_request_bytes` (32 MiB). Requests that
 //!   are not block aligned are still served (read-modify-write under an

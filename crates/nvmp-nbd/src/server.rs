@@ -64,6 +64,9 @@ pub struct ExportConfig {
     /// Human-readable description (NBD_OPT_LIST, NBD_INFO_DESCRIPTION).
     pub description: String,
     pub read_only: bool,
+    /// Offer structured replies (default true); see
+    /// [`ExportInfo::structured_replies`].
+    pub structured_replies: bool,
     pub limits: Limits,
 }
 
@@ -73,6 +76,7 @@ impl ExportConfig {
             name: name.into(),
             description: String::new(),
             read_only: false,
+            structured_replies: true,
             limits: Limits::default(),
         }
     }
@@ -192,6 +196,7 @@ impl<D: BlockDevice> NbdServer<D> {
             min_block: bs,
             preferred_block: bs.max(4096),
             max_block: l.max_request_bytes,
+            structured_replies: config.structured_replies,
         };
         Ok(NbdServer {
             shared: Arc::new(Shared {

@@ -242,3 +242,50 @@ fn concurrent_qemu_io_clients() {
         "{st:?}"
     );
 }
+
+#[test]
+fn structured_replies_off_simple_replies_with_libnbd_and_qemu() {
+    require("nbdinfo", "libnbd-bin");
+    require("fio", "fio");
+    let mut cfg = ExportConfig::new(NAME);
+    cfg.structured_replies = false;
+    let s = TestServer::start_with(
+        MemDevice::new(4 * MIB, 512).with_max_transfer(64 * 1024),
+        cfg,
+    );
+    let out = run_ok(Command::new("nbdinfo").args(["--json", &s.uri()]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nbdinfo JSON");
+    assert_eq!(v["structured"], false, "{out}");
+    assert_eq!(v["exports"][0]["can_df"], false, "{out}");
+    // qemu-io: data (split by the transfer limit, sent as one simple
+    // reply) and an error reply both arrive intact.
+    qemu_io(&s.unix_uri(), &["write -P 0x6b 0 1M", "read -P 0x6b 0 1M"]);
+    s.dev.inject_error(Some(nvmp_nbd::IoErrorKind::Io));
+    let o = run(
+        Command::new("qemu-io").args(["-f", "raw", &s.uri(), "-c", "read 0 4k"]),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("Input/output error"), "{text}");
+    s.dev.inject_error(None);
+    // libnbd pipelining simple replies: fio's nbd engine, verified.
+    let out = run_ok(Command::new("fio").args([
+        "--name=simple",
+        "--ioengine=nbd",
+        &format!("--uri={}", s.uri()),
+        "--rw=randwrite",
+        "--bs=4k",
+        "--size=2M",
+        "--iodepth=16",
+        "--verify=crc32c",
+        "--do_verify=1",
+        "--verify_fatal=1",
+        "--verify_state_save=0",
+        "--output-format=json",
+    ]));
+    let v: serde_json::Value =
+        serde_json::from_str(&out[out.find('{').expect("fio JSON")..]).expect("fio JSON");
+    assert_eq!(v["jobs"][0]["error"], 0, "{out}");
+    let read = v["jobs"][0]["read"]["io_bytes"].as_u64().unwrap_or(0);
+    assert!(read >= 2 * MIB, "verify read {read} bytes: {out}");
+}

@@ -18,6 +18,7 @@ fn export() -> ExportInfo {
         min_block: 512,
         preferred_block: 4096,
         max_block: 1 << 25,
+        structured_replies: true,
     }
 }
 
@@ -123,6 +124,50 @@ fn structured_reply_then_info_then_go_default_export() {
     };
     assert!(neg.structured_replies && !neg.block_size_agreed);
     assert_eq!(neg.tx_flags & TX_SEND_DF, TX_SEND_DF);
+}
+
+#[test]
+fn structured_replies_refused_when_disabled() {
+    let mut hs = Handshake::new(
+        ExportInfo {
+            structured_replies: false,
+            ..export()
+        },
+        HandshakeLimits::default(),
+    );
+    hs.take_output();
+    let mut input = vec![0, 0, 0, 1];
+    input.extend(option(OPT_STRUCTURED_REPLY, &[]));
+    assert_eq!(feed(&mut hs, &input).unwrap(), None);
+    assert_eq!(
+        hs.take_output(),
+        opt_reply(
+            OPT_STRUCTURED_REPLY,
+            REP_ERR_UNSUP,
+            b"structured replies are disabled"
+        )
+    );
+    let Some(Outcome::Transmission(neg)) =
+        feed(&mut hs, &option(OPT_GO, &go_data("", &[]))).unwrap()
+    else {
+        panic!("no transmission")
+    };
+    // Simple replies only, and no SEND_DF ("MUST leave this flag clear if
+    // structured replies have not been negotiated").
+    assert!(!neg.structured_replies);
+    assert_eq!(neg.tx_flags, 0x016d);
+    // A read is answered with a simple reply header and the data.
+    let r = encode_reply(
+        neg.structured_replies,
+        7,
+        ReplyBody::Data {
+            offset: 0,
+            data: Bytes::from_static(b"abcd").into(),
+        },
+    );
+    let mut want = vec![0x67, 0x44, 0x66, 0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    want.extend_from_slice(b"abcd");
+    assert_eq!(r.to_vec(), want);
 }
 
 #[test]

@@ -103,6 +103,11 @@ pub struct NbdArgs {
     /// Export read-only.
     #[arg(long = "read-only", short = 'r')]
     pub read_only: bool,
+    /// Refuse structured replies: every reply is simple (libnbd clients
+    /// such as fio read a reply in two recv calls instead of four), but
+    /// clients get no error messages and no DF flag.
+    #[arg(long = "no-structured-replies")]
+    pub no_structured_replies: bool,
     /// Runtime threads serving the export and its paths (1: one thread,
     /// fewest cross-thread wake-ups per request; raise for many busy paths
     /// or clients). With the global `--poll` each of them busy-polls.
@@ -236,6 +241,7 @@ async fn serve(a: NbdArgs) -> Result<()> {
         head.name, head.nsid
     );
     cfg.read_only = a.read_only;
+    cfg.structured_replies = !a.no_structured_replies;
     let server =
         NbdServer::new(Arc::new(HeadDevice(head.clone())), cfg).map_err(|e| anyhow!("{e}"))?;
     let stats = {

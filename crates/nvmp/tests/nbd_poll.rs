@@ -2,7 +2,8 @@
 //! `--poll` is handed to it; the CLI's idle runtime does not spin), and a
 //! polling export still does everything a sleeping one does: real clients
 //! over TCP (qemu-io) and the Unix socket (fio's nbd engine with verify),
-//! and it stops on SIGTERM. Never a timing: latency is shown by
+//! and it stops on SIGTERM. The same export runs with
+//! `--no-structured-replies` (simple replies only, as nbdinfo sees). Never a timing: latency is shown by
 //! `crates/nvmp-nbd/scripts/fio-vs-nbdkit.py`.
 
 mod common;
@@ -48,11 +49,21 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn nbd_export_polls_serves_clients_and_stops() {
     need("qemu-io", "qemu-utils");
     need("fio", "fio");
+    need("nbdinfo", "libnbd-bin");
     let t = TestTarget::start();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("nbd.sock");
     let port = closed_port();
-    let mut args = s(&["--poll", "nbd", "--nsid", "1", "--name", "disk", "--unix"]);
+    let mut args = s(&[
+        "--poll",
+        "nbd",
+        "--nsid",
+        "1",
+        "--name",
+        "disk",
+        "--no-structured-replies",
+        "--unix",
+    ]);
     args.push(sock.to_str().unwrap().into());
     args.extend(s(&["--listen", &format!("127.0.0.1:{port}")]));
     args.extend(t.portals());
@@ -76,6 +87,11 @@ fn nbd_export_polls_serves_clients_and_stops() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    let o = sh(Command::new("nbdinfo").args(["--json", &format!("nbd://127.0.0.1:{port}/disk")]));
+    let v: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(v["structured"], false, "{v}");
+    assert_eq!(v["exports"][0]["can_df"], false, "{v}");
 
     // qemu-io over TCP: a pattern written, read back, checked.
     sh(Command::new("qemu-io").args([

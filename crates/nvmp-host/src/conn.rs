@@ -360,7 +360,7 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
     loop {
         let r = match &mut direct {
             Some((d, b)) => {
-                let want = d.len() - b.len();
+                let want = d.data_len() - b.len();
                 read.read_buf(&mut b.limit(want)).await
             }
             None => {
@@ -380,7 +380,7 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
             Ok(n) => n,
         };
         let arrived = match direct.take() {
-            Some((d, b)) if b.len() == d.len() => Some((d, pool.freeze(b))),
+            Some((d, b)) if b.len() == d.data_len() => Some((d, pool.freeze(b))),
             Some(part) => {
                 direct = Some(part);
                 continue;
@@ -430,9 +430,9 @@ async fn reader(sh: Arc<Shared>, mut read: BoxRead) {
         // other PDUs.
         small = match begin {
             Some(d) => {
-                let mut b = pool.take(d.len());
+                let mut b = pool.take(d.data_len());
                 // The start of the data, read with the header.
-                let have = buf.len().min(d.len());
+                let have = buf.len().min(d.data_len());
                 b.extend_from_slice(&buf[..have]);
                 buf.advance(have);
                 direct = Some((d, b));

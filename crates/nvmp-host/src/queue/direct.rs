@@ -19,7 +19,7 @@ use nvmp_wire::Pdu;
 use super::{Phase, QueueCore, QueueError};
 
 /// A C2HData PDU whose header was taken off the receive buffer; its data
-/// (`len()` bytes, the first of them possibly still in the receive buffer)
+/// (`data_len()` bytes, the first of them possibly still in the receive buffer)
 /// go to [`QueueCore::direct_done`].
 #[derive(Debug)]
 pub struct Direct {
@@ -28,7 +28,7 @@ pub struct Direct {
 
 impl Direct {
     /// Bytes of data to read.
-    pub fn len(&self) -> usize {
+    pub fn data_len(&self) -> usize {
         self.head.header.length as usize
     }
 }
@@ -56,7 +56,7 @@ impl<T> QueueCore<T> {
         Some(Direct { head })
     }
 
-    /// The data of `d` (exactly `d.len()` bytes) arrived: handle the PDU as
+    /// The data of `d` (exactly `d.data_len()` bytes) arrived: handle the PDU as
     /// if it had been received whole.
     pub fn direct_done(&mut self, d: Direct, data: Bytes) -> Result<(), QueueError> {
         if self.phase == Phase::Failed {

@@ -542,7 +542,7 @@ fn large_c2h_data_read_directly() {
         "under the minimum"
     );
     let d = q.direct_begin(&mut buf, 32 * 1024).expect("direct");
-    assert_eq!(d.len(), len as usize);
+    assert_eq!(d.data_len(), len as usize);
     assert_eq!(&buf[..], &data[..100], "only the header was taken");
     q.direct_done(d, data.clone()).unwrap();
     assert_eq!(

@@ -76,22 +76,26 @@ impl RecvBuf {
 
 /// Buffers that large read payloads are read into, one per command,
 /// recycled once the caller has dropped the data (no allocation, no page
-/// faults in steady state). At most `POOL_MAX` are kept; beyond that a
-/// buffer is allocated and left to the caller.
+/// faults in steady state). At most `POOL_MAX` buffers and `POOL_BYTES`
+/// are kept; beyond that a buffer is allocated and left to the caller.
 pub(super) struct DataPool {
     /// Buffers handed out (empty, sharing their allocation with data that
-    /// may still be held), oldest first.
-    bufs: VecDeque<BytesMut>,
+    /// may still be held) and their sizes, oldest first.
+    bufs: VecDeque<(BytesMut, usize)>,
+    /// Sum of their sizes.
+    bytes: usize,
 }
 
-/// Buffers kept per queue (a few MiB at 128 KiB: a queue's reads in flight
-/// whose data the callers still hold need no more than their number).
+/// Buffers kept per queue: 32 at 128 KiB (a queue's reads whose data the
+/// callers still hold need no more), 4 at 1 MiB.
 const POOL_MAX: usize = 32;
+const POOL_BYTES: usize = 4 << 20;
 
 impl DataPool {
     pub fn new() -> Self {
         Self {
             bufs: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -100,8 +104,9 @@ impl DataPool {
     pub fn take(&mut self, len: usize) -> BytesMut {
         // The oldest first: most likely dropped by now.
         for i in 0..self.bufs.len() {
-            if self.bufs[i].try_reclaim(len) {
-                if let Some(b) = self.bufs.remove(i) {
+            if self.bufs[i].0.try_reclaim(len) {
+                if let Some((b, size)) = self.bufs.remove(i) {
+                    self.bytes -= size;
                     return b;
                 }
             }
@@ -111,11 +116,60 @@ impl DataPool {
 
     /// Hand out what `b` holds; keep `b` (sharing its allocation) for reuse.
     pub fn freeze(&mut self, mut b: BytesMut) -> Bytes {
+        let size = b.capacity();
         let data = b.split().freeze();
-        if self.bufs.len() == POOL_MAX {
-            self.bufs.pop_front();
+        if size > POOL_BYTES {
+            return data;
         }
-        self.bufs.push_back(b);
+        while self.bufs.len() == POOL_MAX || self.bytes + size > POOL_BYTES {
+            match self.bufs.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+        self.bufs.push_back((b, size));
+        self.bytes += size;
         data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers come back once their data are dropped, not before; the pool
+    /// stays within its bounds.
+    #[test]
+    fn pool_reuses_dropped_buffers_within_bounds() {
+        let mut p = DataPool::new();
+        let mut b = p.take(1000);
+        b.extend_from_slice(&[7; 1000]);
+        let ptr = b.as_ptr();
+        let held = p.freeze(b);
+        let b2 = p.take(1000);
+        assert_ne!(b2.as_ptr(), ptr, "data still held: a new buffer");
+        drop(held);
+        let mut b3 = p.take(1000);
+        assert_eq!(b3.as_ptr(), ptr, "data dropped: the buffer is reused");
+        b3.extend_from_slice(&[1; 1000]);
+        assert_eq!(&p.freeze(b3)[..], &[1; 1000][..]);
+        drop(b2);
+        // Large buffers: at most POOL_BYTES kept.
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            let mut b = p.take(1 << 20);
+            b.extend_from_slice(&vec![3; 1 << 20]);
+            held.push(p.freeze(b));
+        }
+        assert!(p.bytes <= POOL_BYTES && p.bufs.len() <= POOL_MAX);
+        assert_eq!(p.bufs.len(), 4);
+        // Many small ones: at most POOL_MAX.
+        for _ in 0..100 {
+            let mut b = p.take(100);
+            b.extend_from_slice(&[5; 100]);
+            held.push(p.freeze(b));
+        }
+        assert!(p.bufs.len() <= POOL_MAX);
+        assert!(held.iter().all(|d| d.iter().all(|&x| x == d[0])));
     }
 }

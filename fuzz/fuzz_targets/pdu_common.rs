@@ -5,7 +5,7 @@
 // fuzzer gets past the digest checks); the rest is the byte stream received
 // from the peer.
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::{Digests, EncodeOptions, PduConfig, PduDecoder, Role};
+use nvmp_wire::pdu::{Digests, EncodeOptions, Pdu, PduConfig, PduDecoder, Role};
 
 pub fn run(role: Role, data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
@@ -28,6 +28,22 @@ pub fn run(role: Role, data: &[u8]) {
         let whole = one.len() >= 8
             && u32::from_le_bytes([one[4], one[5], one[6], one[7]]) as usize == one.len();
         let streamed = whole.then(|| dec.decode(&mut BytesMut::from(&one[..])));
+        // A data PDU's header read alone (peek_data_head) agrees with the
+        // whole decode: same fields, same errors (the data digest aside).
+        if let Some(s) = &streamed {
+            let peek = dec.peek_data_head(&one);
+            match s {
+                Ok(Some(Pdu::C2HData(d) | Pdu::H2CData(d))) => {
+                    let h = peek.expect("header of a decoded PDU").expect("a data PDU");
+                    assert_eq!((h.header, h.last, h.success), (d.header, d.last, d.success));
+                    assert_eq!(dec.peek_data_head(&one[..h.pdo]), Ok(Some(h)));
+                }
+                Ok(_) => assert_eq!(peek, Ok(None)),
+                Err(e) if e.error.field == "PDU.DDGST" => {}
+                Err(e) if matches!(one[0], 6 | 7) => assert_eq!(peek.as_ref(), Err(e)),
+                Err(e) => assert!(peek == Ok(None) || peek.as_ref() == Err(e)),
+            }
+        }
         let single = dec.decode_one(Bytes::from(one));
         if let Some(s) = streamed {
             match (&single, s) {

@@ -236,7 +236,7 @@ pub async fn portals(args: &PathArgs, host: &HostIdentity) -> Result<Vec<PortalS
                         // The entry's TREQ/TSAS: TLS where the port requires it.
                         tuning: crate::paths::ConnectTuning {
                             tls: tuning.tls.for_entry(e.treq, e.tsas[0], "").ok()?,
-                            ..tuning.clone()
+                            ..(*tuning).clone()
                         },
                     })
                 })

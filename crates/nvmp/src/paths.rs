@@ -182,7 +182,8 @@ pub enum PathSource {
         traddr: String,
         trsvcid: u16,
         subnqn: Option<String>,
-        tuning: ConnectTuning,
+        /// Boxed: the connect options are large, the portal list is a pointer.
+        tuning: Box<ConnectTuning>,
     },
 }
 
@@ -233,7 +234,7 @@ impl PathArgs {
                 traddr,
                 trsvcid,
                 subnqn: self.nqn.clone(),
-                tuning: base,
+                tuning: Box::new(base),
             });
         }
         if let Some(file) = &self.config {

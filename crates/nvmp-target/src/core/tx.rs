@@ -448,7 +448,7 @@ mod tests {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let k = tx.iovecs(&mut iov);
             let avail: usize = iov[..k].iter().map(|s| s.len()).sum();
-            let w = if x % 4 == 0 {
+            let w = if x.is_multiple_of(4) {
                 avail
             } else {
                 (x as usize >> 8) % (avail + 1)

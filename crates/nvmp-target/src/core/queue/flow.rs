@@ -51,7 +51,7 @@ impl Queue {
     /// per I/O, 157k -> 187k IOPS). Only looks: the commands are checked
     /// when they run.
     pub(super) fn prefetch(&self, buf: &[u8]) {
-        if !self.bound.as_ref().is_some_and(|b| b.qid > 0) {
+        if self.bound.as_ref().is_none_or(|b| b.qid == 0) {
             return;
         }
         let mut pos = 0;

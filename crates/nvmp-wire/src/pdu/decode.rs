@@ -387,46 +387,11 @@ impl PduDecoder {
                 Pdu::CapsuleResp(cqe)
             }
             PduType::H2C_DATA | PduType::C2H_DATA => {
-                let cccid = r.u16("DATA.CCCID").map_err(e)?;
-                let ttag = r.u16("DATA.TTAG").map_err(e)?;
-                let offset = r.u32("DATA.DATAO").map_err(e)?;
-                let length = r.u32("DATA.DATAL").map_err(e)?;
-                // "DATAL … shall be equal to the length of the PDU DATA field".
-                if length as usize != data.len() {
-                    return Err(e(DecodeError::at(
-                        "DATA.DATAL",
-                        16,
-                        DecodeErrorKind::OutOfRange {
-                            value: length as u64,
-                        },
-                    )));
-                }
-                if offset.checked_add(length).is_none() {
-                    return Err(e(DecodeError::at(
-                        "DATA.DATAO",
-                        12,
-                        DecodeErrorKind::Overflow,
-                    )));
-                }
-                let last = ch.flags & flags::LAST_PDU != 0;
-                let success = ch.flags & flags::SUCCESS != 0;
                 let h2c = ch.t == PduType::H2C_DATA;
-                // H2CData never sets SUCCESS; on C2HData, "If the SUCCESS
-                // flag is set … the LAST_PDU flag shall be set".
-                if success && (h2c || !last) {
-                    return Err(e(DecodeError::at(
-                        "PDU.FLAGS.SUCCESS",
-                        1,
-                        DecodeErrorKind::Invalid,
-                    )));
-                }
+                let (header, last, success) =
+                    data_fields(&mut r, ch.flags, h2c, data.len()).map_err(e)?;
                 let d = DataPdu {
-                    header: DataHeader {
-                        cccid,
-                        ttag,
-                        offset,
-                        length,
-                    },
+                    header,
                     last,
                     success,
                     data,
@@ -474,6 +439,52 @@ impl PduDecoder {
         };
         Ok(pdu)
     }
+}
+
+/// The fields of an H2CData or C2HData header after the common header,
+/// checked: (header, LAST_PDU, SUCCESS). `data_len` is the length of the
+/// PDU's DATA field. One place for `decode` and `peek_data_head`.
+fn data_fields(
+    r: &mut Reader,
+    pdu_flags: u8,
+    h2c: bool,
+    data_len: usize,
+) -> Result<(DataHeader, bool, bool), DecodeError> {
+    let cccid = r.u16("DATA.CCCID")?;
+    let ttag = r.u16("DATA.TTAG")?;
+    let offset = r.u32("DATA.DATAO")?;
+    let length = r.u32("DATA.DATAL")?;
+    // "DATAL … shall be equal to the length of the PDU DATA field".
+    if length as usize != data_len {
+        return Err(DecodeError::at(
+            "DATA.DATAL",
+            16,
+            DecodeErrorKind::OutOfRange {
+                value: length as u64,
+            },
+        ));
+    }
+    if offset.checked_add(length).is_none() {
+        return Err(DecodeError::at("DATA.DATAO", 12, DecodeErrorKind::Overflow));
+    }
+    let last = pdu_flags & flags::LAST_PDU != 0;
+    let success = pdu_flags & flags::SUCCESS != 0;
+    // H2CData never sets SUCCESS; on C2HData, "If the SUCCESS flag is set …
+    // the LAST_PDU flag shall be set".
+    if success && (h2c || !last) {
+        return Err(DecodeError::at(
+            "PDU.FLAGS.SUCCESS",
+            1,
+            DecodeErrorKind::Invalid,
+        ));
+    }
+    let header = DataHeader {
+        cccid,
+        ttag,
+        offset,
+        length,
+    };
+    Ok((header, last, success))
 }
 
 fn is_term_req(t: PduType) -> bool {
@@ -552,46 +563,10 @@ impl PduDecoder {
             )
         };
         let mut r = Reader::new(&b[CH_LEN..ch.hlen]);
-        let cccid = r.u16("DATA.CCCID").map_err(e)?;
-        let ttag = r.u16("DATA.TTAG").map_err(e)?;
-        let offset = r.u32("DATA.DATAO").map_err(e)?;
-        let length = r.u32("DATA.DATAL").map_err(e)?;
-        // "DATAL … shall be equal to the length of the PDU DATA field".
-        if length as usize != data_len {
-            return Err(e(DecodeError::at(
-                "DATA.DATAL",
-                16,
-                DecodeErrorKind::OutOfRange {
-                    value: length as u64,
-                },
-            )));
-        }
-        if offset.checked_add(length).is_none() {
-            return Err(e(DecodeError::at(
-                "DATA.DATAO",
-                12,
-                DecodeErrorKind::Overflow,
-            )));
-        }
-        let last = ch.flags & flags::LAST_PDU != 0;
-        let success = ch.flags & flags::SUCCESS != 0;
-        // "If the SUCCESS flag is set … the LAST_PDU flag shall be set";
-        // H2CData never sets SUCCESS.
-        if success && (!c2h || !last) {
-            return Err(e(DecodeError::at(
-                "PDU.FLAGS.SUCCESS",
-                1,
-                DecodeErrorKind::Invalid,
-            )));
-        }
+        let (header, last, success) = data_fields(&mut r, ch.flags, !c2h, data_len).map_err(e)?;
         Ok(Some(DataHead {
             c2h,
-            header: DataHeader {
-                cccid,
-                ttag,
-                offset,
-                length,
-            },
+            header,
             last,
             success,
             pdo: ch.pdo,

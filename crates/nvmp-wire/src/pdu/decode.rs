@@ -128,6 +128,28 @@ impl PduDecoder {
         }
     }
 
+    /// Header digest: "computed over the PDU header" (all HLEN bytes).
+    /// `b` holds the header and its digest (check_common made sure they fit).
+    fn check_header_digest(&self, b: &[u8], ch: &CommonHeader) -> Result<(), PduError> {
+        if ch.hd == 0 {
+            return Ok(());
+        }
+        let expected = crc32c(&b[..ch.hlen]);
+        let got = u32::from_le_bytes([b[ch.hlen], b[ch.hlen + 1], b[ch.hlen + 2], b[ch.hlen + 3]]);
+        if expected != got {
+            let error = DecodeError::at(
+                "PDU.HDGST",
+                ch.hlen,
+                DecodeErrorKind::DigestMismatch {
+                    expected,
+                    actual: got,
+                },
+            );
+            return Err(self.err(b, (error, Fes::HEADER_DIGEST_ERROR, 0)));
+        }
+        Ok(())
+    }
+
     fn check_common(&self, b: &[u8]) -> Result<CommonHeader, PduError> {
         let t = PduType(b[0]);
         let fl = b[1];
@@ -268,23 +290,7 @@ impl PduDecoder {
             Some(x) => x.slice(r),
             None => Bytes::copy_from_slice(&b[r]),
         };
-        // Header digest: "computed over the PDU header" (all HLEN bytes).
-        if ch.hd > 0 {
-            let expected = crc32c(&b[..ch.hlen]);
-            let got =
-                u32::from_le_bytes([b[ch.hlen], b[ch.hlen + 1], b[ch.hlen + 2], b[ch.hlen + 3]]);
-            if expected != got {
-                let error = DecodeError::at(
-                    "PDU.HDGST",
-                    ch.hlen,
-                    DecodeErrorKind::DigestMismatch {
-                        expected,
-                        actual: got,
-                    },
-                );
-                return Err(self.err(b, (error, Fes::HEADER_DIGEST_ERROR, 0)));
-            }
-        }
+        self.check_header_digest(b, &ch)?;
         let data = if ch.t.may_carry_data() && ch.plen > ch.hlen + ch.hd {
             let dd = if self.config.digests.data {
                 DIGEST_LEN
@@ -536,23 +542,7 @@ impl PduDecoder {
             return Ok(None);
         }
         let b = &buf[..ch.pdo];
-        // Header digest: "computed over the PDU header" (all HLEN bytes).
-        if ch.hd > 0 {
-            let expected = crc32c(&b[..ch.hlen]);
-            let got =
-                u32::from_le_bytes([b[ch.hlen], b[ch.hlen + 1], b[ch.hlen + 2], b[ch.hlen + 3]]);
-            if expected != got {
-                let error = DecodeError::at(
-                    "PDU.HDGST",
-                    ch.hlen,
-                    DecodeErrorKind::DigestMismatch {
-                        expected,
-                        actual: got,
-                    },
-                );
-                return Err(self.err(b, (error, Fes::HEADER_DIGEST_ERROR, 0)));
-            }
-        }
+        self.check_header_digest(b, &ch)?;
         let ddgst = self.config.digests.data;
         // check_common made sure that data (at least a byte) and DDGST fit.
         let data_len = ch.plen - ch.pdo - if ddgst { DIGEST_LEN } else { 0 };

@@ -81,17 +81,6 @@ fn start_export(t: &TestTarget) -> Export {
     panic!("nvmp nbd did not come up");
 }
 
-fn sh(cmd: &mut Command) -> std::process::Output {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    o
-}
-
 fn check_clients() {
     need("qemu-io", "qemu-utils");
     need("qemu-img", "qemu-utils");

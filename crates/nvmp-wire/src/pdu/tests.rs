@@ -396,6 +396,25 @@ fn arb_h2c() -> impl Strategy<Value = Pdu> {
     ]
 }
 
+/// `p` encoded, with one byte set to `val` at `idx` (mod length) when
+/// `mutation` is given; None when the mutation hit PLEN (it no longer
+/// matches the buffer, and the decoders differ on that by design).
+fn encoded_maybe_mutated(
+    p: &Pdu,
+    dg: Digests,
+    pda: u8,
+    mutation: Option<(usize, u8)>,
+) -> Option<BytesMut> {
+    let mut out = BytesMut::new();
+    p.encode(EncodeOptions { digests: dg, pda }, &mut out);
+    if let Some((idx, val)) = mutation {
+        let i = idx % out.len();
+        out[i] = val;
+    }
+    let plen = u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize;
+    (plen == out.len()).then_some(out)
+}
+
 proptest! {
     #[test]
     fn round_trip_c2h(p in arb_c2h(), dg in arb_digests(), pda in 0u8..32) {
@@ -426,16 +445,9 @@ proptest! {
         idx in any::<usize>(), val in any::<u8>(), mutate in any::<bool>(),
     ) {
         for (p, mut dec) in [(p, ctrl(dg)), (q, host(dg))] {
-            let mut out = BytesMut::new();
-            p.encode(EncodeOptions { digests: dg, pda }, &mut out);
-            if mutate {
-                let i = idx % out.len();
-                out[i] = val;
-            }
-            let plen = u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize;
-            if plen != out.len() {
-                continue; // a mutated PLEN: the two differ by design
-            }
+            let Some(out) = encoded_maybe_mutated(&p, dg, pda, mutate.then_some((idx, val))) else {
+                continue; // a mutated PLEN: decoders differ on it by design
+            };
             let one = dec.decode_one(out.clone().freeze());
             let mut buf = out.clone();
             match (one, dec.decode(&mut buf)) {
@@ -526,16 +538,9 @@ proptest! {
         idx in any::<usize>(), val in any::<u8>(), mutate in any::<bool>(),
     ) {
         for (p, mut dec) in [(p, ctrl(dg)), (q, host(dg))] {
-            let mut out = BytesMut::new();
-            p.encode(EncodeOptions { digests: dg, pda }, &mut out);
-            if mutate {
-                let i = idx % out.len();
-                out[i] = val;
-            }
-            let plen = u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize;
-            if plen != out.len() {
-                continue;
-            }
+            let Some(out) = encoded_maybe_mutated(&p, dg, pda, mutate.then_some((idx, val))) else {
+                continue; // a mutated PLEN: decoders differ on it by design
+            };
             let peek = dec.peek_data_head(&out);
             let is_data = matches!(out[0], 6 | 7);
             match dec.decode(&mut out.clone()) {

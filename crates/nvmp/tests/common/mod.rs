@@ -170,3 +170,15 @@ pub fn need(bin: &str, package: &str) {
         .unwrap_or(false);
     assert!(ok, "{bin} not found: install the Debian package {package}");
 }
+
+/// Run an external program (qemu-io, nbdinfo, fio, …); panic with its output unless it succeeds.
+pub fn sh(cmd: &mut std::process::Command) -> std::process::Output {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    o
+}

@@ -130,6 +130,7 @@ impl PduDecoder {
 
     /// Header digest: "computed over the PDU header" (all HLEN bytes).
     /// `b` holds the header and its digest (check_common made sure they fit).
+    #[inline(always)]
     fn check_header_digest(&self, b: &[u8], ch: &CommonHeader) -> Result<(), PduError> {
         if ch.hd == 0 {
             return Ok(());
@@ -450,6 +451,7 @@ impl PduDecoder {
 /// The fields of an H2CData or C2HData header after the common header,
 /// checked: (header, LAST_PDU, SUCCESS). `data_len` is the length of the
 /// PDU's DATA field. One place for `decode` and `peek_data_head`.
+#[inline(always)]
 fn data_fields(
     r: &mut Reader,
     pdu_flags: u8,

@@ -146,6 +146,21 @@ impl LinuxPeer {
 
 impl Drop for LinuxPeer {
     fn drop(&mut self) {
+        // A failing test shows what the guest kernel said (nvmet logs why it
+        // drops a controller; a guest panic ends QEMU, see `-no-reboot`).
+        if std::thread::panicking() {
+            let log = self.console();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!(
+                "--- linux-peer '{}' console (last {} lines) ---",
+                self.instance,
+                tail.len()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+            eprintln!("--- end of console ---");
+        }
         let _ = self.cmd(&["stop"]);
     }
 }

@@ -138,6 +138,25 @@ impl LinuxPeer {
         )
     }
 
+    /// The instance's state directory (as linux-peer computes it).
+    fn run_dir(&self) -> PathBuf {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(r) = env("LINUX_PEER_RUN") {
+            return r;
+        }
+        let cache = env("LINUX_PEER_CACHE").unwrap_or_else(|| {
+            env("XDG_CACHE_HOME")
+                .or_else(|| env("HOME").map(|h| h.join(".cache")))
+                .unwrap_or_default()
+                .join("linux-peer")
+        });
+        cache.join("run").join(&self.instance)
+    }
+
     /// The serial console log (for failure reports).
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["console"]).stdout).into_owned()
@@ -160,6 +179,22 @@ impl Drop for LinuxPeer {
                 eprintln!("{l}");
             }
             eprintln!("--- end of console ---");
+            // Is QEMU still running (a dead guest refuses connections)? Did
+            // QEMU itself say why it stopped?
+            let st = self.cmd(&["status"]);
+            eprintln!(
+                "linux-peer status: {} ({})",
+                String::from_utf8_lossy(&st.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                st.status
+            );
+            if let Ok(q) = std::fs::read_to_string(self.run_dir().join("qemu.log")) {
+                if !q.trim().is_empty() {
+                    eprintln!("--- qemu.log ---\n{q}--- end of qemu.log ---");
+                }
+            }
         }
         let _ = self.cmd(&["stop"]);
     }

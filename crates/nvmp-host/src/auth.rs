@@ -70,38 +70,68 @@ pub(crate) async fn after_connect(
     authenticate(q, cfg, qid, timeout).await
 }
 
-/// A failed Authentication Send/Receive; a timeout says so.
-fn failed(cmd: &str, what: &str, status: nvmp_wire::Status, t: Duration) -> HostError {
-    if status.code == nvmp_wire::StatusCode::ABORTED_BY_HOST {
-        HostError::Auth(format!(
-            "{cmd} ({what}): timed out after {t:?} or the connection was lost"
-        ))
-    } else {
-        HostError::Auth(format!("{cmd} ({what}) failed: {status}"))
+/// A failed Authentication Send/Receive: a timeout, a connection the
+/// controller closed, or the command's status.
+fn failed(
+    cmd: &str,
+    what: &str,
+    status: nvmp_wire::Status,
+    t: Duration,
+    took: Duration,
+) -> HostError {
+    if status.code != nvmp_wire::StatusCode::ABORTED_BY_HOST {
+        return HostError::Auth(format!("{cmd} ({what}) failed: {status}"));
     }
+    if took >= t {
+        return HostError::Auth(format!("{cmd} ({what}): timed out after {t:?}"));
+    }
+    let mut e = format!("{cmd} ({what}): the controller closed the connection after {took:?}");
+    if what == "success1" {
+        // Linux nvmet (nvmet_execute_auth_receive) marks the controller
+        // fatal before it completes the Authentication Receive that carries
+        // its AUTH_Failure1, so the teardown can overtake the message.
+        e.push_str(
+            " instead of answering our response: it most likely refused it (a host key it does not accept); its AUTH_Failure1, if it sent one, was lost with the connection",
+        );
+    }
+    HostError::Auth(e)
 }
 
 async fn send(q: &Conn, data: Vec<u8>, t: Duration, what: &str) -> Result<(), HostError> {
     let sqe = AuthCmd::send(data.len() as u32).to_sqe();
+    let start = tokio::time::Instant::now();
     let c = q
         .submit(IoRequest::with_write(sqe, Bytes::from(data)), Some(t))
         .await;
     if c.status.is_success() {
         Ok(())
     } else {
-        Err(failed("Authentication Send", what, c.status, t))
+        Err(failed(
+            "Authentication Send",
+            what,
+            c.status,
+            t,
+            start.elapsed(),
+        ))
     }
 }
 
 async fn receive(q: &Conn, t: Duration, what: &str) -> Result<Bytes, HostError> {
     let sqe = AuthCmd::receive(RECEIVE_LEN).to_sqe();
+    let start = tokio::time::Instant::now();
     let c = q
         .submit(IoRequest::with_read(sqe, RECEIVE_LEN), Some(t))
         .await;
     if c.status.is_success() {
         Ok(c.data)
     } else {
-        Err(failed("Authentication Receive", what, c.status, t))
+        Err(failed(
+            "Authentication Receive",
+            what,
+            c.status,
+            t,
+            start.elapsed(),
+        ))
     }
 }
 

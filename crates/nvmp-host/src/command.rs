@@ -44,6 +44,43 @@ impl IoRequest {
     }
 }
 
+/// A request as handed to a queue: by value, or borrowed and cloned
+/// where the queue takes it (no intermediate copy: a caller that keeps its
+/// request for a retry pays one clone, made in place).
+pub(crate) trait RequestSource {
+    fn request(&self) -> &IoRequest;
+    fn into_request(self) -> IoRequest;
+}
+
+impl RequestSource for IoRequest {
+    #[inline(always)]
+    fn request(&self) -> &IoRequest {
+        self
+    }
+    #[inline(always)]
+    fn into_request(self) -> IoRequest {
+        self
+    }
+}
+
+impl RequestSource for &IoRequest {
+    #[inline(always)]
+    fn request(&self) -> &IoRequest {
+        self
+    }
+    #[inline(always)]
+    fn into_request(self) -> IoRequest {
+        // The data's reference count first, then the fields straight into
+        // place (`clone()` copies the SQE twice around its branch).
+        let write = self.write.clone();
+        IoRequest {
+            sqe: self.sqe,
+            write,
+            read_len: self.read_len,
+        }
+    }
+}
+
 /// A command's completion. Failures of the transport, timeouts and "not
 /// live" are statuses too (0x370 host pathing error, 0x371 aborted by host),
 /// never Rust errors: the layer above decides whether to retry elsewhere.

@@ -40,11 +40,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::AbortHandle;
 
-use crate::command::{Completion, IoRequest};
+use crate::command::{Completion, IoRequest, RequestSource};
 use crate::error::HostError;
 use crate::queue::{Direct, QueueConfig, QueueCore, QueueError, SubmitError};
 use crate::transport::{BoxRead, BoxWrite};
-use cells::{Cells, Ticket, Wait};
+pub(crate) use cells::Ticket;
+use cells::{Cells, Wait};
 use out::OutBatch;
 use recv::{DataPool, RecvBuf};
 
@@ -208,25 +209,59 @@ impl Conn {
         req: IoRequest,
         timeout: Option<Duration>,
     ) -> Result<Completion, (IoRequest, SubmitError)> {
-        // A free slot without building the waiting future (the usual
-        // case), else wait for one.
-        match self.sh.slots.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err((req, SubmitError::NotReady));
-            }
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
+        // A free slot: queued at once (the usual case), else wait for one.
+        let ticket = match self.send_now(req, timeout) {
+            Ok(t) => t,
+            Err((req, SubmitError::Full)) => {
                 let Ok(permit) = self.sh.slots.acquire().await else {
                     return Err((req, SubmitError::NotReady));
                 };
                 permit.forget();
+                self.queue(req, timeout)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Wait {
+            state: &self.sh.state,
+            ticket,
+            finished: false,
+        }
+        .await)
+    }
+
+    /// Queue one command now if a slot is free, without waiting:
+    /// [`SubmitError::Full`] hands it back when every slot is taken. The
+    /// completion is then awaited with [`Queued`] (or [`Wait`]).
+    #[inline]
+    pub fn send_now<R: RequestSource>(
+        &self,
+        req: R,
+        timeout: Option<Duration>,
+    ) -> Result<Ticket, (IoRequest, SubmitError)> {
+        match self.sh.slots.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err((req.into_request(), SubmitError::NotReady));
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                return Err((req.into_request(), SubmitError::Full));
             }
         }
+        self.queue(req, timeout)
+    }
+
+    /// Queue a command whose slot permit was taken (given back on failure).
+    #[inline]
+    fn queue<R: RequestSource>(
+        &self,
+        req: R,
+        timeout: Option<Duration>,
+    ) -> Result<Ticket, (IoRequest, SubmitError)> {
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t).into_std());
         let (ticket, rearm) = {
             let mut st = lock(&self.sh);
             let ticket = st.cells.take();
-            match st.core.submit(ticket, req, deadline) {
+            match st.core.submit(ticket, req.into_request(), deadline) {
                 Ok(_) => (ticket, st.core.take_rearm()),
                 Err((t, req, e)) => {
                     st.cells.cancel(t);
@@ -240,12 +275,18 @@ impl Conn {
         if rearm {
             self.sh.wake_timer.notify_one();
         }
-        Ok(Wait {
-            state: &self.sh.state,
+        Ok(ticket)
+    }
+
+    /// The completion of a command queued by [`Conn::send_now`], as a future
+    /// that owns its queue handle (dropped before completion, it abandons
+    /// the command's cell, as [`Wait`] does).
+    pub fn queued(self, ticket: Ticket) -> Queued {
+        Queued {
+            conn: self,
             ticket,
             finished: false,
         }
-        .await)
     }
 
     /// Retire reads when this queue completes nothing for `after` while
@@ -260,6 +301,36 @@ impl Conn {
     /// Tear the queue down (in-flight commands complete with 0x371).
     pub fn close(&self) {
         fail(&self.sh, QueueError::Closed);
+    }
+}
+
+/// The completion of one queued command ([`Conn::queued`]): [`Wait`] with
+/// the queue handle owned, for callers that keep no borrow of the queue.
+pub(crate) struct Queued {
+    conn: Conn,
+    ticket: Ticket,
+    finished: bool,
+}
+
+impl std::future::Future for Queued {
+    type Output = Completion;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Completion> {
+        let this = self.get_mut();
+        cells::poll_cell(&this.conn.sh.state, this.ticket, &mut this.finished, cx)
+    }
+}
+
+impl Drop for Queued {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.finished {
+            cells::drop_cell(&self.conn.sh.state, self.ticket, false);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ pub mod transport;
 
 pub use command::{Completion, IoRequest};
 pub use ctrl::state::{CtrlState, Reconnect, ReconnectPolicy};
-pub use ctrl::{Controller, CtrlEvent, CtrlStats};
+pub use ctrl::{Controller, CtrlEvent, CtrlStats, Pending, Started};
 pub use discovery::{
     discover, discover_with, discovery_options, read_discovery_log, PersistentDiscovery,
 };

@@ -3,21 +3,20 @@
 //! back through here.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use std::time::Duration;
 // Virtual in paused tests (tokio::time::pause), the real clock otherwise.
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use nvmp_host::{Completion, IoRequest};
+use nvmp_host::{Completion, IoRequest, Started};
 use nvmp_wire::{Status, StatusCode};
 
 use crate::disposition::{decide, fence_ms, Attempts, Disposition, RetryLimits, WriteFence};
 use crate::ids::NsIds;
 use crate::latency::Timing;
-use crate::path::Path;
+use crate::path::{Path, PathList};
 use crate::policy::IoPolicy;
 use crate::select::{select, PathView, Selection};
 use crate::stats::HeadStats;
@@ -52,10 +51,9 @@ pub struct NamespaceHead {
     capacity_blocks: std::sync::atomic::AtomicU64,
     max_transfer_bytes: AtomicUsize,
     policy: Arc<AtomicU8>,
-    /// Read per command without a lock or a shared reference count;
-    /// replaced whole by `add_path` / `remove_paths_of` (under `paths_w`).
-    paths: ArcSwap<Vec<Arc<Path>>>,
-    paths_w: Mutex<()>,
+    /// Read per command without a lock (one reference count); replaced
+    /// whole by `add_path` / `remove_paths_of`.
+    paths: PathList,
     current: AtomicUsize,
     /// Signalled on every change that may make a path usable (or all paths gone).
     wake: tokio::sync::Notify,
@@ -92,8 +90,7 @@ impl NamespaceHead {
             capacity_blocks: capacity_blocks.into(),
             max_transfer_bytes: AtomicUsize::new(usize::MAX),
             policy,
-            paths: ArcSwap::from_pointee(Vec::new()),
-            paths_w: Mutex::new(()),
+            paths: PathList::default(),
             current: AtomicUsize::new(NO_CURRENT),
             wake: tokio::sync::Notify::new(),
             stats: HeadStats::default(),
@@ -137,15 +134,15 @@ impl NamespaceHead {
     }
 
     pub(crate) fn add_path(&self, p: Arc<Path>) -> Result<(), &'static str> {
-        let w = self.paths_w.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Arc<Path>> = (**self.paths.load()).clone();
-        if v.len() >= MAX_PATHS {
-            return Err("too many paths");
-        }
         let mt = p.ctrl.ctrl.max_transfer() as usize;
-        v.push(p);
-        self.paths.store(Arc::new(v));
-        drop(w);
+        self.paths.update(|old| {
+            if old.len() >= MAX_PATHS {
+                return Err("too many paths");
+            }
+            let mut v = old.to_vec();
+            v.push(p);
+            Ok(v)
+        })?;
         self.max_transfer_bytes.fetch_min(mt, Relaxed);
         self.changed();
         Ok(())
@@ -153,17 +150,17 @@ impl NamespaceHead {
 
     /// Remove the paths through one controller; returns how many paths are left.
     pub(crate) fn remove_paths_of(&self, ctrl_name: &str) -> usize {
-        let w = self.paths_w.lock().unwrap_or_else(|e| e.into_inner());
-        let v: Vec<Arc<Path>> = self
+        let left = self
             .paths
-            .load()
-            .iter()
-            .filter(|p| p.ctrl.name != ctrl_name)
-            .cloned()
-            .collect();
-        let left = v.len();
-        self.paths.store(Arc::new(v));
-        drop(w);
+            .update(|old| {
+                Ok::<_, std::convert::Infallible>(
+                    old.iter()
+                        .filter(|p| p.ctrl.name != ctrl_name)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .unwrap_or_else(|e| match e {});
         self.changed();
         left
     }
@@ -258,25 +255,36 @@ impl NamespaceHead {
         req.sqe.nsid = self.nsid;
         let policy = self.policy();
         let tm = Timing::start(policy, &req);
-        let first = {
-            let paths = self.paths.load();
-            match self.choose_fast(&paths, policy, &tm) {
-                Some(i) => Some(paths[i].clone()),
-                None => match self.choose(&paths, None, &tm) {
-                    Selection::Path(i) => Some(paths[i].clone()),
-                    _ => None,
-                },
-            }
+        let paths = self.paths.current();
+        let i = match self.choose_fast(&paths, policy, &tm) {
+            Some(i) => i,
+            None => match self.choose(&paths, None, &tm) {
+                Selection::Path(i) => i,
+                _ => {
+                    drop(paths);
+                    return Box::pin(self.submit_slow(req, None)).await;
+                }
+            },
         };
-        let Some(path) = first else {
-            return Box::pin(self.submit_slow(req, None)).await;
+        let path = &paths[i];
+        // Queued at once (no nested submit future: the head awaits the
+        // queue's completion cell itself); the request is kept for a
+        // failover. A queue without a free slot, or a controller that is
+        // not live, goes through the controller's own waiting submit,
+        // boxed: this future stays small (futures are moved whole).
+        let ctrl = &path.ctrl.ctrl;
+        let c = match ctrl.start_copy(&req) {
+            Started::Queued(p) => p.await,
+            Started::Done(c) => c,
+            Started::NotSent(r) => Box::pin(ctrl.submit(r)).await,
         };
-        let c = path.ctrl.ctrl.submit(req.clone()).await;
         if c.status.is_success() {
             let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
             path.stats.record_ok(bytes as u64, &tm);
             return c;
         }
+        let path = path.clone();
+        drop(paths);
         Box::pin(self.submit_slow(req, Some((path, c)))).await
     }
 
@@ -354,7 +362,7 @@ impl NamespaceHead {
     ) -> Result<Arc<Path>, Completion> {
         loop {
             let chosen = {
-                let paths = self.paths.load();
+                let paths = self.paths.current();
                 match self.choose(&paths, avoid, tm) {
                     Selection::Path(i) => Some(paths[i].clone()),
                     _ => None,

@@ -1,7 +1,10 @@
 //! A path: one namespace as seen through one controller.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+use std::sync::{Arc, Mutex, Weak};
 
 use nvmp_host::{Controller, CtrlState};
 use nvmp_wire::log::AnaState;
@@ -105,6 +108,7 @@ impl Path {
     }
     /// `self.view().is_optimized()`, reading only what that needs (the
     /// sticky policy's per-command check).
+    #[inline]
     pub fn is_optimized_now(&self) -> bool {
         self.ana_state() == AnaState::OPTIMIZED
             && !self.ana_pending()
@@ -133,5 +137,106 @@ impl Path {
             depth: self.ctrl.ctrl.outstanding(),
             ..PathView::GONE
         }
+    }
+}
+
+/// The paths of a head: replaced whole when one is added or removed
+/// (rare), read by every command. A command holds the list (one reference
+/// count) rather than one path of it.
+///
+/// Each thread keeps the lists it read last, weakly, with their versions:
+/// a command whose head's version matches its thread's entry takes the
+/// list from there (an atomic load and a reference-count increment),
+/// without arc-swap's load. Weak references: a list replaced on the head is
+/// freed (with the controllers of removed paths) when the commands that
+/// hold it finish, whatever the threads' caches hold; a cache entry of a
+/// replaced list has an old version and is not used again.
+#[derive(Debug)]
+pub(crate) struct PathList {
+    list: arc_swap::ArcSwap<Vec<Arc<Path>>>,
+    /// The version of `list`: unique among all heads (from [`VERSIONS`]),
+    /// published after the list.
+    version: AtomicU64,
+    w: Mutex<()>,
+}
+
+/// A path list as read by a command.
+pub(crate) type Paths = Arc<Vec<Arc<Path>>>;
+
+/// Versions of path lists, unique in the process (0: none).
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+/// Entries of a thread's cache (lists of different heads, by version).
+const CACHED: usize = 16;
+
+/// One entry of a thread's cache: a list's version, the list (weakly).
+type Cached = (u64, Weak<Vec<Arc<Path>>>);
+
+thread_local! {
+    /// (version, list) of the path lists this thread read last.
+    static CACHE: RefCell<[Cached; CACHED]> =
+        const { RefCell::new([const { (0, Weak::new()) }; CACHED]) };
+}
+
+impl Default for PathList {
+    fn default() -> Self {
+        Self {
+            list: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            version: AtomicU64::new(VERSIONS.fetch_add(1, Relaxed)),
+            w: Mutex::new(()),
+        }
+    }
+}
+
+impl PathList {
+    /// The current list (a shared reference to it).
+    pub fn load_full(&self) -> Paths {
+        self.list.load_full()
+    }
+
+    /// The current list, from this thread's cache when it holds it.
+    #[inline(always)]
+    pub fn current(&self) -> Paths {
+        let v = self.version.load(Acquire);
+        let hit = CACHE.try_with(|c| {
+            let c = c.try_borrow().ok()?;
+            let (ver, list) = &c[v as usize % CACHED];
+            if *ver == v {
+                list.upgrade()
+            } else {
+                None
+            }
+        });
+        match hit {
+            Ok(Some(list)) => list,
+            _ => self.refresh(v),
+        }
+    }
+
+    /// Read the list and keep it in this thread's cache as version `v`
+    /// (loaded before the list: the list is that version's or newer).
+    #[cold]
+    #[inline(never)]
+    fn refresh(&self, v: u64) -> Paths {
+        let list = self.list.load_full();
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c[v as usize % CACHED] = (v, Arc::downgrade(&list));
+            }
+        });
+        list
+    }
+
+    /// Replace the list with `f`'s result (one writer at a time).
+    pub fn update<E>(
+        &self,
+        f: impl FnOnce(&[Arc<Path>]) -> Result<Vec<Arc<Path>>, E>,
+    ) -> Result<usize, E> {
+        let _w = self.w.lock().unwrap_or_else(|e| e.into_inner());
+        let v = f(&self.list.load())?;
+        let n = v.len();
+        self.list.store(Arc::new(v));
+        // After the list: a reader that sees this version sees this list.
+        self.version.store(VERSIONS.fetch_add(1, Relaxed), Release);
+        Ok(n)
     }
 }

@@ -146,58 +146,80 @@ pub(crate) struct Wait<'a> {
 impl Future for Wait<'_> {
     type Output = Completion;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(Completion::aborted_by_host());
-        }
-        let mut st = lock(this.state);
-        let cells = &mut st.cells;
-        let state = cells.get(this.ticket).map(|c| &mut c.state);
-        match state {
-            Some(CellState::Waiting(w)) => {
-                match w {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *w = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-            Some(CellState::Done(_)) => {
-                this.finished = true;
-                match cells.release(this.ticket) {
-                    Some(CellState::Done(c)) => Poll::Ready(c),
-                    _ => unreachable!("the cell was checked above"),
-                }
-            }
-            // Not reachable: only this future frees or abandons its cell
-            // once it is Waiting. Fail safe rather than hang.
-            _ => {
-                this.finished = true;
-                Poll::Ready(Completion::aborted_by_host())
-            }
-        }
+        poll_cell(this.state, this.ticket, &mut this.finished, cx)
     }
 }
 
 impl Drop for Wait<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if !self.finished {
+            drop_cell(self.state, self.ticket, false);
         }
-        let mut st = lock(self.state);
-        let cells = &mut st.cells;
-        let Some(c) = cells.get(self.ticket) else {
-            return;
-        };
-        match c.state {
-            // Completed but not taken: free the cell now.
-            CellState::Done(_) => {
-                let done = cells.release(self.ticket);
-                drop(st);
-                drop(done);
+    }
+}
+
+/// Poll the cell of `ticket`: ready with the completion once it arrived
+/// (`finished` is then set and the cell freed), else the waker is kept.
+#[inline]
+pub(crate) fn poll_cell(
+    state: &Mutex<State>,
+    ticket: Ticket,
+    finished: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Completion> {
+    if *finished {
+        return Poll::Ready(Completion::aborted_by_host());
+    }
+    let mut st = lock(state);
+    let cells = &mut st.cells;
+    let cell = cells.get(ticket).map(|c| &mut c.state);
+    match cell {
+        Some(CellState::Waiting(w)) => {
+            match w {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
             }
-            // Still in flight: the cell is freed with its completion.
-            _ => c.state = CellState::Abandoned,
+            Poll::Pending
         }
+        Some(CellState::Done(_)) => {
+            *finished = true;
+            match cells.release(ticket) {
+                Some(CellState::Done(c)) => Poll::Ready(c),
+                _ => unreachable!("the cell was checked above"),
+            }
+        }
+        // Not reachable: only the waiting future frees or abandons its
+        // cell once it is Waiting. Fail safe rather than hang.
+        _ => {
+            *finished = true;
+            Poll::Ready(Completion::aborted_by_host())
+        }
+    }
+}
+
+/// The waiting future of `ticket` is dropped: unless it `finished`, free
+/// a completed cell now, or let the completion free it.
+pub(crate) fn drop_cell(state: &Mutex<State>, ticket: Ticket, finished: bool) {
+    if finished {
+        return;
+    }
+    let mut st = lock(state);
+    let cells = &mut st.cells;
+    let Some(c) = cells.get(ticket) else {
+        return;
+    };
+    match c.state {
+        // Completed but not taken: free the cell now.
+        CellState::Done(_) => {
+            let done = cells.release(ticket);
+            drop(st);
+            drop(done);
+        }
+        // Still in flight: the cell is freed with its completion.
+        _ => c.state = CellState::Abandoned,
     }
 }

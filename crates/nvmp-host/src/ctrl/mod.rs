@@ -19,7 +19,7 @@ use nvmp_wire::identify::IdentifyController;
 use nvmp_wire::{Status, StatusCode};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::command::{Completion, IoRequest};
+use crate::command::{Completion, IoRequest, RequestSource};
 use crate::error::HostError;
 use crate::options::ControllerOptions;
 use crate::transport::{Connector, TcpConnector};
@@ -74,6 +74,20 @@ struct Counters {
     bytes_written: AtomicU64,
     outstanding: AtomicUsize,
     resets: AtomicU64,
+}
+
+impl Counters {
+    /// One command completed (`write`/`read`: its data lengths).
+    #[inline]
+    fn finish(&self, done: &Completion, write: u64, read: u64) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if done.status.is_success() {
+            self.bytes_written.fetch_add(write, Ordering::Relaxed);
+            self.bytes_read.fetch_add(read, Ordering::Relaxed);
+        } else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 pub(crate) enum SupMsg {
@@ -374,7 +388,104 @@ impl Controller {
     /// Run an I/O command on an I/O queue (round robin). Never a Rust
     /// error: transport failures, timeouts and "not live" are statuses
     /// (0x371 torn down in flight, 0x370 not sent).
+    ///
+    /// [`Controller::start`], then its [`Pending`] completion; a command
+    /// that could not be queued at once waits here for a slot, or for the
+    /// controller to be live again when it queues while reconnecting.
     pub async fn submit(&self, req: IoRequest) -> Completion {
+        match self.start(req) {
+            Started::Queued(p) => p.await,
+            Started::Done(c) => c,
+            Started::NotSent(req) => self.submit_waiting(req).await,
+        }
+    }
+
+    /// Queue an I/O command now, without waiting: the poll-based half of
+    /// [`Controller::submit`] for layers above (the multipath head) that
+    /// await the completion in their own future. Counted in
+    /// [`Controller::stats`] as by `submit`, except a command handed back
+    /// [`Started::NotSent`]: that is counted once it is submitted again.
+    #[inline]
+    pub fn start(&self, req: IoRequest) -> Started<'_> {
+        self.start_from(req)
+    }
+
+    /// [`Controller::start`] with a copy of `req`, made where the queue
+    /// takes it: for a caller that keeps the request (to resend it
+    /// elsewhere if it fails). [`Started::NotSent`] holds a copy.
+    #[inline]
+    pub fn start_copy(&self, req: &IoRequest) -> Started<'_> {
+        self.start_from(req)
+    }
+
+    #[inline(always)]
+    fn start_from<R: RequestSource>(&self, req: R) -> Started<'_> {
+        let r = req.request();
+        let (write, read) = (
+            r.write.as_ref().map_or(0, |w| w.len() as u64),
+            r.read_len as u64,
+        );
+        if r.data_len() > self.max_transfer() {
+            let c = self.mdts_refused(r);
+            return Started::Done(self.count(c, write, read));
+        }
+        if self.inner.state() != CtrlState::Live {
+            return Started::NotSent(req.into_request());
+        }
+        let conn = {
+            let a = self.inner.assoc.load();
+            match a.as_ref() {
+                Some(a) if !a.io.is_empty() => a.io[pick_queue(&self.inner.rr, a.io.len())].clone(),
+                // Live without I/O queues (a discovery controller).
+                Some(_) => {
+                    let c = Completion::host_pathing_error();
+                    return Started::Done(self.count(c, write, read));
+                }
+                None => return Started::NotSent(req.into_request()),
+            }
+        };
+        let timeout = Duration::from_millis(self.inner.opts.io_timeout_ms);
+        match conn.send_now(req, Some(timeout)) {
+            Ok(ticket) => {
+                self.inner
+                    .counters
+                    .outstanding
+                    .fetch_add(1, Ordering::Relaxed);
+                Started::Queued(Pending {
+                    counters: &self.inner.counters,
+                    wait: conn.queued(ticket),
+                    write,
+                    read,
+                    done: false,
+                })
+            }
+            Err((_, crate::queue::SubmitError::Invalid)) => {
+                let c = Completion::with_status(Status::new(StatusCode::INVALID_FIELD).with_dnr());
+                Started::Done(self.count(c, write, read))
+            }
+            Err((req, _)) => Started::NotSent(req),
+        }
+    }
+
+    /// Count a command that completed without a [`Pending`].
+    fn count(&self, done: Completion, write: u64, read: u64) -> Completion {
+        self.inner.counters.finish(&done, write, read);
+        done
+    }
+
+    #[cold]
+    fn mdts_refused(&self, req: &IoRequest) -> Completion {
+        tracing::warn!(
+            ctrl = %self.name(),
+            len = req.data_len(),
+            max = self.max_transfer(),
+            "transfer larger than MDTS refused"
+        );
+        Completion::with_status(Status::new(StatusCode::INVALID_FIELD).with_dnr())
+    }
+
+    /// [`Controller::submit`] of a command that could not be queued at once.
+    async fn submit_waiting(&self, req: IoRequest) -> Completion {
         let c = &self.inner.counters;
         // Counted until this future completes or is dropped (a caller that
         // gives up on a command must not leave the count high forever).
@@ -385,13 +496,7 @@ impl Controller {
         );
         let done = self.submit_inner(req).await;
         drop(guard);
-        c.completed.fetch_add(1, Ordering::Relaxed);
-        if done.status.is_success() {
-            c.bytes_written.fetch_add(write, Ordering::Relaxed);
-            c.bytes_read.fetch_add(read, Ordering::Relaxed);
-        } else {
-            c.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        c.finish(&done, write, read);
         done
     }
 
@@ -499,6 +604,65 @@ impl Controller {
     /// VS (NVMe version) of the current association.
     pub fn vs(&self) -> Option<u32> {
         self.inner.assoc().map(|a| a.vs)
+    }
+}
+
+/// What [`Controller::start`] did with a command.
+pub enum Started<'a> {
+    /// Queued on an I/O queue: await its completion.
+    Queued(Pending<'a>),
+    /// Not sent, handed back: no free slot on the queue now, or the
+    /// controller is not live. [`Controller::submit`] waits for a slot, and
+    /// for the controller where it queues while reconnecting (else 0x370).
+    NotSent(IoRequest),
+    /// Completed without being sent (larger than MDTS, an invalid request,
+    /// a controller without I/O queues).
+    Done(Completion),
+}
+
+/// The completion of a command [`Controller::start`] queued. Dropped
+/// before it completes, the command is no longer counted as outstanding
+/// (its queue slot stays taken until the controller answers or the queue
+/// is torn down).
+pub struct Pending<'a> {
+    counters: &'a Counters,
+    wait: crate::conn::Queued,
+    write: u64,
+    read: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("done", &self.done).finish()
+    }
+}
+
+impl std::future::Future for Pending<'_> {
+    type Output = Completion;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Completion> {
+        let this = self.get_mut();
+        let c = std::task::ready!(std::pin::Pin::new(&mut this.wait).poll(cx));
+        if !this.done {
+            this.done = true;
+            let n = this.counters;
+            n.outstanding.fetch_sub(1, Ordering::Relaxed);
+            n.finish(&c, this.write, this.read);
+        }
+        std::task::Poll::Ready(c)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

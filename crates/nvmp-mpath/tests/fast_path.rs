@@ -1,0 +1,205 @@
+//! The head's fast path (a path chosen, the command queued on its
+//! controller with `Controller::start`, the completion awaited in the
+//! head's own future) keeps the semantics of the full submit: a command
+//! given up by its caller stops being counted, a failed command is failed
+//! over with its original data, a full queue is waited for, and the
+//! per-path counters count what completed. In virtual time over in-memory
+//! pipes, as tests/virtual_time.rs.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use nvmp_host::{Controller, ControllerOptions, IoRequest};
+use nvmp_mpath::{IoPolicy, MpathConfig, Multipath, NamespaceHead};
+use nvmp_target::{FailNext, Fault, TargetHandle};
+use nvmp_wire::io::ReadWrite;
+use nvmp_wire::StatusCode;
+
+fn mem_opts(port: u16) -> ControllerOptions {
+    let mut o = ControllerOptions::new("127.0.0.1", 4420 + port, NQN);
+    o.nr_io_queues = 1;
+    o.queue_size = 16;
+    o.kato_ms = 4_000;
+    o.reconnect_delay_ms = 1_000;
+    o.ctrl_loss_tmo_s = Some(60);
+    o.io_timeout_ms = 10_000;
+    o.queue_while_reconnecting = false;
+    o
+}
+
+struct Setup {
+    t: TargetHandle,
+    mp: Multipath,
+    head: Arc<NamespaceHead>,
+    ctrls: Vec<Controller>,
+}
+
+/// Port 1 optimized (the numa policy's path), port 2 non-optimized.
+async fn setup() -> Setup {
+    init_tracing();
+    let (t, _addrs) = start_target(&TargetDef::default()).await;
+    let mp = Multipath::new(MpathConfig::default());
+    let mut ctrls = Vec::new();
+    for port in [1u16, 2] {
+        let t2 = t.clone();
+        let connector: Arc<dyn nvmp_host::Connector> =
+            Arc::new(move |_addr: &str| t2.connect_memory(port, 1 << 20));
+        let c = Controller::connect_with(mem_opts(port), connector)
+            .await
+            .expect("in-memory connect");
+        mp.add_controller(c.clone()).await.expect("link");
+        ctrls.push(c);
+    }
+    let head = mp.head(NQN, 1).expect("head");
+    assert_eq!(head.paths().len(), 2);
+    Setup { t, mp, head, ctrls }
+}
+
+fn block(lba: u64, gen: u64, head: &NamespaceHead) -> Bytes {
+    Bytes::from(block_pattern(lba, gen, head.block_size() as usize))
+}
+
+fn read_req(head: &NamespaceHead, lba: u64) -> IoRequest {
+    let sqe = ReadWrite {
+        nsid: 0, // set by the head
+        slba: lba,
+        nlb: 0,
+        fua: false,
+    }
+    .read_sqe();
+    IoRequest::with_read(sqe, head.block_size())
+}
+
+/// The path through `ctrl` (index into `head.paths()`).
+fn path_of(s: &Setup, i: usize) -> Arc<nvmp_mpath::path::Path> {
+    let c = &s.ctrls[i];
+    s.head
+        .paths()
+        .iter()
+        .find(|p| p.ctrl.ctrl.cntlid() == c.cntlid())
+        .cloned()
+        .expect("path")
+}
+
+/// Park every I/O command on `port` for `ms` before it runs (0: off).
+fn delay(s: &Setup, port: u16, ms: u64) {
+    s.t.set_fault(
+        port,
+        Fault {
+            hold_ms: Some(ms),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_command_given_up_by_its_caller_stops_being_counted() {
+    let s = setup().await;
+    s.head.write(7, block(7, 1, &s.head), false).await.unwrap();
+    let p1 = path_of(&s, 0);
+    let (ios, bytes) = (p1.stats.ios.load(Relaxed), p1.stats.bytes.load(Relaxed));
+    let done = s.ctrls[0].stats().completed;
+    delay(&s, 1, 200);
+    let gone = tokio::time::timeout(
+        Duration::from_millis(50),
+        s.head.submit(read_req(&s.head, 7)),
+    )
+    .await;
+    assert!(gone.is_err(), "still in flight when given up");
+    assert_eq!(s.ctrls[0].outstanding(), 0, "no longer outstanding");
+    assert_eq!(s.ctrls[1].outstanding(), 0);
+    // Its late completion changes no counter.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.ctrls[0].stats().completed, done);
+    assert_eq!(p1.stats.ios.load(Relaxed), ios);
+    assert_eq!(p1.stats.bytes.load(Relaxed), bytes);
+    assert_eq!(s.head.stats.errors.load(Relaxed), 0);
+    // The next one completes and is counted once, on the path it took.
+    delay(&s, 1, 0);
+    let c = s.head.submit(read_req(&s.head, 7)).await;
+    assert!(c.is_success());
+    assert_eq!(c.data, block(7, 1, &s.head));
+    assert_eq!(p1.stats.ios.load(Relaxed), ios + 1);
+    assert_eq!(
+        p1.stats.bytes.load(Relaxed),
+        bytes + s.head.block_size() as u64
+    );
+    assert_eq!(s.ctrls[0].stats().completed, done + 1);
+    s.mp.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_failed_on_the_fast_path_is_resent_with_its_data() {
+    for policy in [IoPolicy::Numa, IoPolicy::ServiceTime] {
+        let s = setup().await;
+        s.mp.subsystem(NQN).unwrap().set_iopolicy(policy);
+        let (p1, p2) = (path_of(&s, 0), path_of(&s, 1));
+        // The optimized path fails the next command with a path status.
+        s.t.set_fault(
+            1,
+            Fault {
+                fail_next: Some(FailNext {
+                    count: 1,
+                    status: StatusCode::HOST_PATHING_ERROR.0,
+                    dnr: false,
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let data = block(11, 3, &s.head);
+        s.head.write(11, data.clone(), false).await.unwrap();
+        assert_eq!(s.head.stats.failovers.load(Relaxed), 1, "{policy}");
+        assert_eq!(p1.stats.errors.load(Relaxed), 1, "{policy}");
+        assert_eq!(p1.stats.ios.load(Relaxed), 0, "{policy}");
+        assert_eq!(p2.stats.ios.load(Relaxed), 1, "{policy}: resent on path 2");
+        assert_eq!(p2.stats.bytes.load(Relaxed), data.len() as u64);
+        // What the other path wrote is the original data, read back
+        // straight from each controller.
+        for c in &s.ctrls {
+            let r = c.read(1, 11, 1, s.head.block_size()).await;
+            assert!(r.is_success());
+            assert_eq!(r.data, data, "{policy}");
+        }
+        assert_eq!(s.ctrls[0].outstanding() + s.ctrls[1].outstanding(), 0);
+        s.mp.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_commands_than_queue_slots_wait_for_a_slot() {
+    let s = setup().await;
+    for lba in 0..48u64 {
+        s.head
+            .write(lba, block(lba, 2, &s.head), false)
+            .await
+            .unwrap();
+    }
+    let p1 = path_of(&s, 0);
+    let ios = p1.stats.ios.load(Relaxed);
+    // Each command held 10 ms: 48 reads at once on a 16-slot queue.
+    delay(&s, 1, 10);
+    let hs: Vec<_> = (0..48u64)
+        .map(|lba| {
+            let h = s.head.clone();
+            tokio::spawn(async move { (lba, h.submit(read_req(&h, lba)).await) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(s.ctrls[0].outstanding(), 48, "queued or waiting for a slot");
+    for h in hs {
+        let (lba, c) = h.await.unwrap();
+        assert!(c.is_success(), "{lba}: {}", c.status);
+        assert_eq!(c.data, block(lba, 2, &s.head), "{lba}");
+    }
+    assert_eq!(p1.stats.ios.load(Relaxed), ios + 48);
+    assert_eq!(s.ctrls[0].outstanding(), 0);
+    assert_eq!(s.head.stats.failovers.load(Relaxed), 0);
+    s.mp.shutdown().await;
+}

@@ -24,6 +24,7 @@ use crate::config::DeviceSpec;
 
 pub mod pool;
 pub mod ram;
+pub mod slots;
 
 use ram::RamStore;
 

@@ -124,6 +124,10 @@ impl PathLatency {
 /// The estimate is a decaying average, so a sample suffices; untimed
 /// commands read no clock and use the thread's last reading as "now".
 pub const SAMPLE_EVERY: u32 = 8;
+/// The same for a head with one path: there is nothing to choose between,
+/// the estimate only feeds the statistics (status, metrics), and fewer
+/// clock readings keep the policy's cost per command down (a power of two).
+pub const SAMPLE_EVERY_ONE_PATH: u32 = 64;
 
 /// The timing of one command through the head: started before the path
 /// is chosen, finished at its completion. Only under `service-time`, and
@@ -144,9 +148,11 @@ impl Timing {
         now_ns: 0,
         class: 0,
     };
-    /// Start timing `req` if `policy` uses latencies (and this command is sampled).
+    /// Start timing `req` if `policy` uses latencies (and this command is
+    /// sampled: one in [`SAMPLE_EVERY`], or [`SAMPLE_EVERY_ONE_PATH`] when
+    /// the head has `paths` = 1).
     #[inline]
-    pub fn start(policy: IoPolicy, req: &IoRequest) -> Timing {
+    pub fn start(policy: IoPolicy, req: &IoRequest, paths: usize) -> Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
@@ -154,23 +160,33 @@ impl Timing {
             /// (commands seen, last clock reading)
             static SAMPLER: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
         }
-        let class = size_class(Self::bytes(req));
+        let several = paths > 1;
+        let every = if several {
+            SAMPLE_EVERY
+        } else {
+            SAMPLE_EVERY_ONE_PATH
+        };
         SAMPLER.with(|c| {
             let (n, last) = c.get();
-            if n % SAMPLE_EVERY == 0 {
+            if n & (every - 1) == 0 {
                 let t = now_ns();
                 c.set((1, t));
                 Timing {
                     start_ns: t,
                     now_ns: t,
-                    class,
+                    class: size_class(Self::bytes(req)),
                 }
             } else {
                 c.set((n + 1, last));
                 Timing {
                     start_ns: 0,
                     now_ns: last,
-                    class,
+                    // Untimed with one path: nothing reads the class.
+                    class: if several {
+                        size_class(Self::bytes(req))
+                    } else {
+                        0
+                    },
                 }
             }
         })
@@ -328,10 +344,10 @@ mod tests {
             write: None,
             read_len: 131072,
         };
-        assert!(!Timing::start(IoPolicy::RoundRobin, &req).is_timed());
+        assert!(!Timing::start(IoPolicy::RoundRobin, &req, 2).is_timed());
         // One command in SAMPLE_EVERY per thread reads the clock, the first of each run.
         let ts: Vec<Timing> = (0..3 * SAMPLE_EVERY)
-            .map(|_| Timing::start(IoPolicy::ServiceTime, &req))
+            .map(|_| Timing::start(IoPolicy::ServiceTime, &req, 2))
             .collect();
         let timed: Vec<usize> = (0..ts.len()).filter(|i| ts[*i].is_timed()).collect();
         let k = SAMPLE_EVERY as usize;
@@ -358,5 +374,24 @@ mod tests {
         assert!(l.average_ns() >= 1);
         assert_eq!(Timing::untimed(&req).class(), 3);
         assert!(!Timing::untimed(&req).is_timed());
+    }
+
+    #[test]
+    fn a_head_with_one_path_samples_less() {
+        // On a thread of its own: the sampler's count is per thread.
+        std::thread::spawn(|| {
+            let req = IoRequest::with_read(Default::default(), 4096);
+            let n = 4 * SAMPLE_EVERY_ONE_PATH as usize;
+            let timed = (0..n)
+                .filter(|_| Timing::start(IoPolicy::ServiceTime, &req, 1).is_timed())
+                .count();
+            assert_eq!(timed, 4, "one in {SAMPLE_EVERY_ONE_PATH}");
+            let timed = (0..n)
+                .filter(|_| Timing::start(IoPolicy::ServiceTime, &req, 3).is_timed())
+                .count();
+            assert_eq!(timed, n / SAMPLE_EVERY as usize, "one in {SAMPLE_EVERY}");
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! RAM namespaces whose reads copy nothing.
 //!
 //! Design: the data is kept in 64 KiB chunks, each a page-aligned slot of
-//! the process's pool of huge-page-advised memory ([`super::slots`]) behind
+//! the process's pool of anonymous memory ([`super::slots`]) behind
 //! its own (uncontended) mutex. A read takes a view of the chunk (a
 //! [`Bytes`] owning a reference to the slot, made by the first read after a
 //! write) and clones a slice of it (a reference count, no copy); the reply is

@@ -1,17 +1,24 @@
-//! Where RAM namespaces keep their data: 64 KiB slots cut from large
-//! anonymous mappings advised `MADV_HUGEPAGE`, one pool for every RAM
-//! namespace of the process.
+//! Where RAM namespaces keep their data: 64 KiB page-aligned slots cut
+//! from large anonymous mappings, one pool for every RAM namespace of the
+//! process.
 //!
 //! Why not the heap: a 64 KiB heap allocation starts 16 bytes past a page
 //! boundary (the allocator's header), so every 4 KiB block of it spans two
-//! pages, and a random read of a 1 GiB namespace walked the page tables twice
-//! (in a VM, two nested walks) before the kernel could copy it into the
-//! socket; and with transparent huge pages in `madvise` mode (the usual
-//! default) the heap never gets huge pages. Slots are page-aligned, in
-//! mappings aligned to 2 MiB and advised huge, so 1 GiB of data needs 512
-//! TLB entries instead of 262,144 (a random 4 KiB copy out of 1 GiB on the
-//! development VM: 1,490 ns from heap chunks, 1,160 from an aligned mapping
-//! of 4 KiB pages, 870 with huge pages, 90 from a hot buffer).
+//! pages, and a random read of a 1 GiB namespace took two TLB misses (in a
+//! VM, two nested page walks) before the kernel could copy it into the
+//! socket. A random 4 KiB copy out of 1 GiB on the development VM: 1,490 ns
+//! from heap chunks, 1,160 from page-aligned memory, 870 with huge pages, 90
+//! from a hot buffer.
+//!
+//! Huge pages: the mappings are aligned to 2 MiB, so with transparent huge
+//! pages set to `always` they get them, but they are not advised
+//! `MADV_HUGEPAGE`: the first write into each 2 MiB stretch would then make
+//! the kernel clear all of it, and on the development VM the first touch of
+//! a fresh GiB took 2.2 s with huge pages against 0.7 s with 4 KiB pages
+//! (0.23 and 0.52 s for memory just freed by the same process) — random writes into a fresh namespace
+//! fell from 87k-170k to 5k-18k IOPS for the seconds it took, a stall of
+//! milliseconds for the write that met a fresh stretch. Worth it only where
+//! huge pages are cheap to fault: there, set them to `always`.
 //!
 //! Without `unsafe`: a mapping, once made, is never unmapped. It is leaked
 //! (`Box::leak`) into one `&'static mut [u8]` and split into disjoint
@@ -19,27 +26,28 @@
 //! two owners ever reach the same bytes. A [`Slot`] has one owner at a time;
 //! dropped, it goes back to the pool for the next chunk that needs one.
 //!
-//! Memory: nothing is resident until written (with huge pages, the first
-//! write into a 2 MiB stretch of a mapping makes that stretch resident; slots
-//! are handed out in order, so chunks written first share huge pages). The
-//! pool holds at most as many slots as were ever in use at once (chunks
-//! holding data in all RAM namespaces, plus old chunks that a queued reply
-//! kept while a write copied them); slots of deallocated chunks and removed
-//! namespaces stay in the pool for reuse and are not given back to the
-//! system, as memory a heap allocator keeps. A mapping that cannot be made is
-//! an error for the write that needed it, not an abort.
+//! Memory: nothing is resident until written, page by page (a fresh slot is
+//! zeroes from the kernel; a reused one is cleared when a chunk needs
+//! zeroes). The pool holds at most as many slots as were ever in use at
+//! once (chunks holding data in all RAM namespaces, plus old chunks that a
+//! queued reply kept while a write copied them); slots of deallocated chunks
+//! and removed namespaces stay in the pool for reuse and are not given back
+//! to the system, as memory a heap allocator keeps. A mapping that cannot be
+//! made is an error for the write that needed it, not an abort.
 
 use std::sync::{Mutex, MutexGuard};
 
-use memmap2::{Advice, MmapOptions};
+use memmap2::MmapOptions;
 
 /// Size of a slot: a chunk of a RAM namespace.
 pub const SLOT: usize = 64 * 1024;
 
-/// Huge page size the mappings are aligned to (x86-64 and arm64 with 4 KiB pages).
+/// Mappings are aligned to this (the huge page size of x86-64, and of arm64
+/// with 4 KiB pages), so that huge pages can back them when the system
+/// gives them to every mapping.
 const HUGE: usize = 2 << 20;
 
-/// Bytes per mapping: 512 slots, 16 huge pages.
+/// Bytes per mapping: 512 slots.
 const SEGMENT: usize = 32 << 20;
 
 struct Pool {
@@ -123,11 +131,9 @@ impl Drop for Slot {
     }
 }
 
-/// Map one segment: `SEGMENT` bytes aligned to `HUGE`, advised huge, leaked.
+/// Map one segment: `SEGMENT` bytes aligned to `HUGE`, leaked.
 fn map_segment() -> std::io::Result<&'static mut [u8]> {
     let m = MmapOptions::new().len(SEGMENT + HUGE).map_anon()?;
-    // Only advice: without transparent huge pages the slots still work.
-    let _ = m.advise(Advice::HugePage);
     let m = Box::leak(Box::new(m));
     let off = (HUGE - (m.as_ptr() as usize) % HUGE) % HUGE;
     Ok(&mut m[off..off + SEGMENT])

@@ -63,7 +63,12 @@ pub struct LinuxPeer {
 }
 
 impl LinuxPeer {
-    /// Boot a VM (instance name unique per test binary), on free ports.
+    /// Boot a VM, on free ports. `instance` names the test binary; the VM's
+    /// instance is `instance-PID`, so that two runs of one test at the same
+    /// time (a CI run beside a developer's) each have their own VM: with one
+    /// name, the second run's start stopped the first one's VM mid-test
+    /// (its connections closed, then refused). VMs left by test processes
+    /// that died without dropping theirs are stopped here.
     pub fn start(instance: &str, mode: PeerMode) -> LinuxPeer {
         let bin = linux_peer_bin();
         assert!(
@@ -73,9 +78,10 @@ impl LinuxPeer {
         );
         let p = LinuxPeer {
             bin,
-            instance: instance.into(),
+            instance: format!("{instance}-{}", std::process::id()),
             ports: [free_port(), free_port(), free_port()],
         };
+        p.stop_orphans(instance);
         let flag = match mode {
             PeerMode::Target => "--target",
             PeerMode::Host => "--host",
@@ -138,6 +144,32 @@ impl LinuxPeer {
         )
     }
 
+    /// Stop the VMs of instances `prefix-PID` whose test process is gone,
+    /// and forget them.
+    fn stop_orphans(&self, prefix: &str) {
+        let Some(runs) = self.run_dir().parent().map(|d| d.to_path_buf()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&runs) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if PathBuf::from(format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let _ = Command::new(&self.bin).args(["-n", &name, "stop"]).output();
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+
     /// The instance's state directory (as linux-peer computes it).
     fn run_dir(&self) -> PathBuf {
         let env = |k: &str| {
@@ -197,5 +229,7 @@ impl Drop for LinuxPeer {
             }
         }
         let _ = self.cmd(&["stop"]);
+        // The name is this process's: nobody runs it again.
+        let _ = std::fs::remove_dir_all(self.run_dir());
     }
 }

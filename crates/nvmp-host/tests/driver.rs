@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::fake::{self, Fake};
-use nvmp_host::{
-    Completion, Controller, ControllerOptions, CtrlEvent, CtrlState, HostError, IoRequest,
-};
-use nvmp_wire::io::ReadWrite;
+use common::fake::{self, connect, read, write, Fake};
+use nvmp_host::{Completion, Controller, ControllerOptions, CtrlEvent, CtrlState, HostError};
 use nvmp_wire::StatusCode;
 use tokio::time::Instant;
 
@@ -27,33 +24,6 @@ fn opts() -> ControllerOptions {
     o
 }
 
-async fn connect(f: &Arc<Fake>, o: ControllerOptions) -> Controller {
-    Controller::connect_with(o, f.connector())
-        .await
-        .expect("connect")
-}
-
-fn read(slba: u64, blocks: u32) -> IoRequest {
-    let sqe = ReadWrite {
-        nsid: 1,
-        slba,
-        nlb: blocks,
-        fua: false,
-    }
-    .read_sqe();
-    IoRequest::with_read(sqe, blocks * fake::BS as u32)
-}
-fn write(slba: u64, data: Bytes) -> IoRequest {
-    let nlb = (data.len() / fake::BS) as u32;
-    let sqe = ReadWrite {
-        nsid: 1,
-        slba,
-        nlb,
-        fua: false,
-    }
-    .write_sqe();
-    IoRequest::with_write(sqe, data)
-}
 fn pattern(seed: u8, n: usize) -> Bytes {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))

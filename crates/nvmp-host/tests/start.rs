@@ -5,13 +5,11 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::fake::{self, Fake};
-use nvmp_host::{Controller, ControllerOptions, CtrlState, IoRequest, Started};
-use nvmp_wire::io::ReadWrite;
+use common::fake::{self, connect, read, write, Fake};
+use nvmp_host::{ControllerOptions, CtrlState, Started};
 use nvmp_wire::StatusCode;
 
 fn opts() -> ControllerOptions {
@@ -24,34 +22,6 @@ fn opts() -> ControllerOptions {
     o.ctrl_loss_tmo_s = Some(10);
     o.queue_while_reconnecting = false;
     o
-}
-
-async fn connect(f: &Arc<Fake>, o: ControllerOptions) -> Controller {
-    Controller::connect_with(o, f.connector())
-        .await
-        .expect("connect")
-}
-
-fn read(slba: u64, blocks: u32) -> IoRequest {
-    let sqe = ReadWrite {
-        nsid: 1,
-        slba,
-        nlb: blocks,
-        fua: false,
-    }
-    .read_sqe();
-    IoRequest::with_read(sqe, blocks * fake::BS as u32)
-}
-
-fn write(slba: u64, data: Bytes) -> IoRequest {
-    let sqe = ReadWrite {
-        nsid: 1,
-        slba,
-        nlb: (data.len() / fake::BS) as u32,
-        fua: false,
-    }
-    .write_sqe();
-    IoRequest::with_write(sqe, data)
 }
 
 #[tokio::test(start_paused = true)]

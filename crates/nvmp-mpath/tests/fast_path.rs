@@ -16,9 +16,8 @@ use bytes::Bytes;
 use common::*;
 use nvmp_host::{Controller, ControllerOptions, IoRequest};
 use nvmp_mpath::{IoPolicy, MpathConfig, Multipath, NamespaceHead};
-use nvmp_target::{FailNext, Fault, TargetHandle};
+use nvmp_target::{Fault, TargetHandle};
 use nvmp_wire::io::ReadWrite;
-use nvmp_wire::StatusCode;
 
 fn mem_opts(port: u16) -> ControllerOptions {
     let mut o = ControllerOptions::new("127.0.0.1", 4420 + port, NQN);
@@ -141,18 +140,7 @@ async fn a_write_failed_on_the_fast_path_is_resent_with_its_data() {
         s.mp.subsystem(NQN).unwrap().set_iopolicy(policy);
         let (p1, p2) = (path_of(&s, 0), path_of(&s, 1));
         // The optimized path fails the next command with a path status.
-        s.t.set_fault(
-            1,
-            Fault {
-                fail_next: Some(FailNext {
-                    count: 1,
-                    status: StatusCode::HOST_PATHING_ERROR.0,
-                    dnr: false,
-                }),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        fail_next_with_path_error(&s.t, 1);
         let data = block(11, 3, &s.head);
         s.head.write(11, data.clone(), false).await.unwrap();
         assert_eq!(s.head.stats.failovers.load(Relaxed), 1, "{policy}");

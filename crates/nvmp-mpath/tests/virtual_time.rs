@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::*;
 use nvmp_host::{Controller, ControllerOptions, CtrlState};
 use nvmp_mpath::{MpathConfig, Multipath, NamespaceHead, RequeuePolicy};
-use nvmp_target::{FailNext, Fault, TargetHandle};
+use nvmp_target::{Fault, TargetHandle};
 use nvmp_wire::log::AnaState;
 use nvmp_wire::StatusCode;
 use tokio::time::Instant;
@@ -84,18 +84,7 @@ async fn a_path_error_fails_over_at_once() {
     let s = setup(&TargetDef::default(), MpathConfig::default()).await;
     s.head.write(3, block(3, 1, &s.head), false).await.unwrap();
     // The optimized path (port 1) fails the next command with a path status.
-    s.t.set_fault(
-        1,
-        Fault {
-            fail_next: Some(FailNext {
-                count: 1,
-                status: StatusCode::HOST_PATHING_ERROR.0,
-                dnr: false,
-            }),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    fail_next_with_path_error(&s.t, 1);
     let t0 = Instant::now();
     let got = s.head.read(3, 1).await.unwrap();
     let took = t0.elapsed();

@@ -521,3 +521,37 @@ pub fn ana_event() -> AsyncEvent {
         log_page: LogPageId::ANA,
     }
 }
+
+/// Connect a controller to the fake `f` with options `o`.
+pub async fn connect(
+    f: &std::sync::Arc<Fake>,
+    o: nvmp_host::ControllerOptions,
+) -> nvmp_host::Controller {
+    nvmp_host::Controller::connect_with(o, f.connector())
+        .await
+        .expect("connect")
+}
+
+/// A read of `blocks` blocks of NSID 1 at `slba`.
+pub fn read(slba: u64, blocks: u32) -> nvmp_host::IoRequest {
+    let sqe = nvmp_wire::io::ReadWrite {
+        nsid: 1,
+        slba,
+        nlb: blocks,
+        fua: false,
+    }
+    .read_sqe();
+    nvmp_host::IoRequest::with_read(sqe, blocks * BS as u32)
+}
+
+/// A write of `data` (whole blocks) to NSID 1 at `slba`.
+pub fn write(slba: u64, data: bytes::Bytes) -> nvmp_host::IoRequest {
+    let sqe = nvmp_wire::io::ReadWrite {
+        nsid: 1,
+        slba,
+        nlb: (data.len() / BS) as u32,
+        fua: false,
+    }
+    .write_sqe();
+    nvmp_host::IoRequest::with_write(sqe, data)
+}

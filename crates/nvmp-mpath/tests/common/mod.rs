@@ -239,3 +239,20 @@ pub fn spawn_verified_load(
     }
     (stats, hs)
 }
+
+/// Make port `port` fail its next command with 0x370 Host Pathing Error (a
+/// path error: the head fails the command over).
+pub fn fail_next_with_path_error(t: &TargetHandle, port: u16) {
+    t.set_fault(
+        port,
+        nvmp_target::Fault {
+            fail_next: Some(nvmp_target::FailNext {
+                count: 1,
+                status: nvmp_wire::StatusCode::HOST_PATHING_ERROR.0,
+                dnr: false,
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}

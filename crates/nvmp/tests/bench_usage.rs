@@ -26,33 +26,51 @@ fn perf_counts() -> bool {
 fn bench_reports_cpu_and_syscalls_per_io_of_host_and_target() {
     let t = TestTarget::start();
     let pid = std::process::id().to_string();
-    let o = run(&join(
-        &[
-            "bench",
-            "--rw",
-            "randread",
-            "--iodepth",
-            "1",
-            "--runtime",
-            "1",
-            "--size",
-            "4M",
-            "--target-pid",
-            &pid,
-            "--count-syscalls",
-            "-o",
-            "json",
-        ],
-        &t.portals(),
-    ));
-    assert_ok(&o);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let perf = perf_counts();
+    // perf now and then reports a one-second window "<not counted>" here (a
+    // busy 2-core machine); the bench then says so in `usage.errors` and
+    // leaves the count out, as it should. That is perf's flake, not the
+    // bench's: run again, at most three times, until both sides are counted.
+    let mut attempt = 0;
+    let v = loop {
+        attempt += 1;
+        let o = run(&join(
+            &[
+                "bench",
+                "--rw",
+                "randread",
+                "--iodepth",
+                "1",
+                "--runtime",
+                "1",
+                "--size",
+                "4M",
+                "--target-pid",
+                &pid,
+                "--count-syscalls",
+                "-o",
+                "json",
+            ],
+            &t.portals(),
+        ));
+        assert_ok(&o);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+        let counted = ["host", "target"]
+            .iter()
+            .all(|s| v["usage"][s]["syscalls_per_io"].is_f64());
+        if !perf || counted || attempt == 3 {
+            break v;
+        }
+        eprintln!(
+            "attempt {attempt}: syscalls not counted: {}",
+            v["usage"]["errors"]
+        );
+    };
     let ios = v["ios"].as_u64().unwrap();
     assert!(ios > 0, "{v}");
     let u = &v["usage"];
     assert_eq!(u["target"]["pid"], pid.as_str(), "{u}");
     assert_eq!(u["host"]["pid"], "self", "{u}");
-    let perf = perf_counts();
     for side in ["host", "target"] {
         let p = &u[side];
         assert_eq!(p["ios"].as_u64(), Some(ios), "{side}: {u}");
@@ -66,7 +84,9 @@ fn bench_reports_cpu_and_syscalls_per_io_of_host_and_target() {
         if perf {
             // At depth 1 nothing can batch: each side sends and receives
             // at least once per I/O.
-            let sc = p["syscalls_per_io"].as_f64().unwrap();
+            let sc = p["syscalls_per_io"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{side}: no syscall count: {u}"));
             assert!((1.0..10_000.0).contains(&sc), "{side} syscalls {sc}: {u}");
         } else {
             assert!(p["syscalls_per_io"].is_null(), "{side}: {u}");

@@ -107,7 +107,16 @@ pub async fn run<T: IoTarget>(t: Arc<T>, w: Workload) -> Report {
     // CPU, syscalls and context switches from here to the last completion.
     let mut meter = super::usage::Meter::new(w.target_pid, w.count_syscalls);
     if w.count_syscalls {
-        tokio::time::sleep(Duration::from_secs_f64(super::usage::PERF_ATTACH_S)).await;
+        let attach = Duration::from_secs_f64(super::usage::PERF_ATTACH_S);
+        tokio::time::sleep(attach).await;
+        // A perf that could not attach (a thread of the process exited
+        // while it opened its counters) gets two more tries.
+        for _ in 0..2 {
+            if !meter.restart_exited_counters() {
+                break;
+            }
+            tokio::time::sleep(attach).await;
+        }
     }
     meter.begin();
     let t0 = Instant::now();

@@ -100,6 +100,12 @@ impl PerfCount {
         Ok(PerfCount { child })
     }
 
+    /// Whether perf already stopped: it could not attach (a thread of the
+    /// process exiting while perf opens a counter per thread makes it fail).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     fn finish(mut self) -> Result<u64, String> {
         drop(self.child.stdin.take());
         let out = self
@@ -225,6 +231,18 @@ impl Probe {
         }
     }
 
+    /// Start `perf` again if it already stopped; true if it did.
+    fn restart_exited_perf(&mut self) -> bool {
+        let Some(Ok(p)) = &mut self.perf else {
+            return false;
+        };
+        if !p.exited() {
+            return false;
+        }
+        self.perf = Some(PerfCount::start(self.pid.unwrap_or_else(std::process::id)));
+        true
+    }
+
     fn finish(self, ios: u64, secs: f64, errors: &mut Vec<String>) -> Option<ProcUsage> {
         let end = ProcSample::take(self.pid);
         let syscalls = match self.perf.map(|p| p.and_then(PerfCount::finish)) {
@@ -271,6 +289,17 @@ impl Meter {
             host: Probe::new(None, count_syscalls),
             target: target_pid.map(|p| Probe::new(Some(p), count_syscalls)),
         }
+    }
+
+    /// Start again the `perf` counters that already stopped because they
+    /// could not attach (see [`PerfCount::exited`]); true if any was: give
+    /// them [`PERF_ATTACH_S`] again before [`Meter::begin`].
+    pub fn restart_exited_counters(&mut self) -> bool {
+        let mut any = false;
+        for p in std::iter::once(&mut self.host).chain(self.target.as_mut()) {
+            any |= p.restart_exited_perf();
+        }
+        any
     }
 
     /// The start of the measured interval: the first samples.
@@ -357,5 +386,41 @@ mod tests {
         let u = m.finish(1, 1.0);
         assert!(u.host.is_some() && u.target.is_none(), "{u:?}");
         assert_eq!(u.errors.len(), 1);
+    }
+
+    #[test]
+    fn a_perf_that_could_not_attach_is_started_again() {
+        if !Command::new("perf")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return; // no perf here: nothing to restart (--count-syscalls reports the error)
+        }
+        // perf cannot attach to a process that does not exist: it stops at
+        // once, and is started again (and stops again) each time it is asked.
+        let mut m = Meter::new(Some(u32::MAX), true);
+        let t0 = std::time::Instant::now();
+        while !m.restart_exited_counters() {
+            assert!(
+                t0.elapsed().as_secs() < 30,
+                "perf on a missing pid never stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let t0 = std::time::Instant::now();
+        while !m.restart_exited_counters() {
+            assert!(
+                t0.elapsed().as_secs() < 30,
+                "the restarted perf never stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The host's own counter attached and runs on.
+        assert!(!m.restart_exited_counters());
+        m.begin();
+        let u = m.finish(1, 1.0);
+        assert!(u.host.is_some(), "{u:?}");
+        assert!(u.errors.iter().any(|e| e.contains("perf")), "{u:?}");
     }
 }

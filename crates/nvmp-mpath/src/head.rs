@@ -205,12 +205,6 @@ impl NamespaceHead {
                 }
             }
         }
-        // Fast path for service-time: the best path, views built on the fly.
-        if policy == IoPolicy::ServiceTime && avoid.is_none() {
-            if let Some(i) = crate::latency::pick(paths, tm) {
-                return Selection::Path(i);
-            }
-        }
         let mut views = [PathView::GONE; MAX_PATHS];
         let n = paths.len().min(MAX_PATHS);
         for (v, p) in views.iter_mut().zip(paths.iter()) {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::path::Path;
 use crate::policy::IoPolicy;
-use crate::select::{BestBy, PathView};
+use crate::select::PathView;
 
 /// Size classes: up to 4 KiB, 16 KiB, 64 KiB, larger.
 pub const CLASSES: usize = 4;
@@ -66,6 +66,11 @@ pub fn now_ns() -> u64 {
     Instant::now().saturating_duration_since(epoch()).as_nanos() as u64 + 1
 }
 
+/// The longest latency a sample counts for (~18 minutes): estimates stay
+/// below it, so an estimate times a path's depth (< 2^20 commands) cannot
+/// overflow the ranks of [`pick`].
+pub const MAX_SAMPLE_NS: u64 = 1 << 40;
+
 /// Latency statistics of one path.
 #[derive(Debug, Default)]
 pub struct PathLatency {
@@ -79,8 +84,9 @@ pub struct PathLatency {
 }
 
 impl PathLatency {
-    /// Add one sample taken at `now_ns`.
+    /// Add one sample taken at `now_ns` (capped at [`MAX_SAMPLE_NS`]).
     pub fn record_at(&self, now_ns: u64, latency_ns: u64, class: u8) {
+        let latency_ns = latency_ns.min(MAX_SAMPLE_NS);
         let last = self.last_ns.swap(now_ns, Relaxed);
         let stale = last == 0 || now_ns.saturating_sub(last) > PROBE_AFTER_NS;
         let c = &self.class_ns[class as usize % CLASSES];
@@ -120,24 +126,81 @@ impl PathLatency {
     }
 }
 
-/// Commands timed per thread: one in this many (the first of each run).
-/// The estimate is a decaying average, so a sample suffices; untimed
-/// commands read no clock and use the thread's last reading as "now".
-pub const SAMPLE_EVERY: u32 = 8;
-/// The same for a head with one path: there is nothing to choose between,
-/// the estimate only feeds the statistics (status, metrics), and fewer
-/// clock readings keep the policy's cost per command down (a power of two).
-pub const SAMPLE_EVERY_ONE_PATH: u32 = 64;
+/// Commands are timed by sampling, per thread: after a timed command the
+/// next `period - 1` are not, and the period adapts to the thread's rate
+/// so that a timed command comes about every [`SAMPLE_GAP_NS`]: at high
+/// rates one command in up to [`SAMPLE_PERIOD_MAX`] reads the clock (its
+/// cost per command all but vanishes), at low rates every command does (the
+/// estimates still follow a change within a few milliseconds). The estimate
+/// is a decaying average: a sample of the traffic serves as well as all
+/// of it.
+pub const SAMPLE_GAP_NS: u64 = 1_000_000;
+/// The longest sampling period (a power of two).
+pub const SAMPLE_PERIOD_MAX: u32 = 64;
+
+/// The next sampling period after a timed command `gap_ns` after the
+/// previous one: doubled while timed commands come more often than every
+/// [`SAMPLE_GAP_NS`], halved while they come less often.
+pub fn next_period(period: u32, gap_ns: u64) -> u32 {
+    if gap_ns < SAMPLE_GAP_NS {
+        (period * 2).min(SAMPLE_PERIOD_MAX)
+    } else {
+        (period / 2).max(1)
+    }
+}
+
+/// A thread's sampler: commands left before the next timed one, the
+/// period, when the last timed command started.
+#[derive(Debug, Clone, Copy)]
+struct Sampler {
+    left: u32,
+    period: u32,
+    last_ns: u64,
+}
+
+impl Sampler {
+    const NEW: Sampler = Sampler {
+        left: 0,
+        period: 1,
+        last_ns: 0,
+    };
+    /// One command: its start time from `clock` if it is timed, else 0.
+    /// `adapt`: the period follows the rate, else it is the longest.
+    #[inline]
+    fn step(&mut self, clock: impl FnOnce() -> u64, adapt: bool) -> u64 {
+        if self.left != 0 {
+            self.left -= 1;
+            return 0;
+        }
+        let t = clock();
+        // (No previous timed command: keep the period.)
+        let gap = if self.last_ns == 0 {
+            u64::MAX
+        } else {
+            t.saturating_sub(self.last_ns)
+        };
+        self.period = if adapt {
+            next_period(self.period, gap)
+        } else {
+            SAMPLE_PERIOD_MAX
+        };
+        self.left = self.period - 1;
+        self.last_ns = t;
+        t
+    }
+}
+
+thread_local! {
+    static SAMPLER: Cell<Sampler> = const { Cell::new(Sampler::NEW) };
+}
 
 /// The timing of one command through the head: started before the path
 /// is chosen, finished at its completion. Only under `service-time`, and
-/// there one command in [`SAMPLE_EVERY`] per thread reads the clock.
+/// there only sampled commands read the clock (see [`SAMPLE_GAP_NS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     /// When the command started, [`now_ns`] (0: not timed).
     start_ns: u64,
-    /// "Now" for probing: `start_ns`, or the thread's last clock reading (0: none).
-    now_ns: u64,
     class: u8,
 }
 
@@ -145,57 +208,30 @@ impl Timing {
     /// Not timed, size class 0.
     pub const NONE: Timing = Timing {
         start_ns: 0,
-        now_ns: 0,
         class: 0,
     };
-    /// Start timing `req` if `policy` uses latencies (and this command is
-    /// sampled: one in [`SAMPLE_EVERY`], or [`SAMPLE_EVERY_ONE_PATH`] when
-    /// the head has `paths` = 1).
+    /// Start timing `req` if `policy` uses latencies and this thread's
+    /// sampler says this command is timed. With one path (`paths` = 1)
+    /// there is no choice to make: the estimate only feeds the statistics,
+    /// and one command in [`SAMPLE_PERIOD_MAX`] is timed whatever the rate.
     #[inline]
     pub fn start(policy: IoPolicy, req: &IoRequest, paths: usize) -> Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
-        thread_local! {
-            /// (commands seen, last clock reading)
-            static SAMPLER: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
-        }
-        let several = paths > 1;
-        let every = if several {
-            SAMPLE_EVERY
-        } else {
-            SAMPLE_EVERY_ONE_PATH
-        };
-        SAMPLER.with(|c| {
-            let (n, last) = c.get();
-            if n & (every - 1) == 0 {
-                let t = now_ns();
-                c.set((1, t));
-                Timing {
-                    start_ns: t,
-                    now_ns: t,
-                    class: size_class(Self::bytes(req)),
-                }
-            } else {
-                c.set((n + 1, last));
-                Timing {
-                    start_ns: 0,
-                    now_ns: last,
-                    // Untimed with one path: nothing reads the class.
-                    class: if several {
-                        size_class(Self::bytes(req))
-                    } else {
-                        0
-                    },
-                }
-            }
-        })
+        let class = size_class(Self::bytes(req));
+        let start_ns = SAMPLER.with(|c| {
+            let mut s = c.get();
+            let t = s.step(now_ns, paths > 1);
+            c.set(s);
+            t
+        });
+        Timing { start_ns, class }
     }
     /// Not timed, but with `req`'s size class (for choosing on a retry).
     pub fn untimed(req: &IoRequest) -> Timing {
         Timing {
             start_ns: 0,
-            now_ns: 0,
             class: size_class(Self::bytes(req)),
         }
     }
@@ -207,6 +243,12 @@ impl Timing {
     }
     pub fn class(&self) -> u8 {
         self.class
+    }
+    /// "Now" for probing ([`now_ns`]), known for timed commands only: the
+    /// probe check runs at a timed command, often enough for a probe that
+    /// is due after [`PROBE_AFTER_NS`].
+    pub fn probe_now_ns(&self) -> u64 {
+        self.start_ns
     }
     /// The command completed successfully: record its latency on `lat`.
     #[inline]
@@ -224,7 +266,7 @@ impl Timing {
 fn annotate_one(v: &mut PathView, p: &Path, tm: &Timing) {
     let l = &p.stats.latency;
     v.latency_ns = l.estimate_ns(tm.class);
-    v.probe = tm.now_ns != 0 && v.depth == 0 && l.due_probe(tm.now_ns);
+    v.probe = tm.start_ns != 0 && v.depth == 0 && l.due_probe(tm.start_ns);
 }
 
 /// [`annotate_one`] for every view (one per path, in order).
@@ -235,36 +277,66 @@ pub fn annotate(views: &mut [PathView], paths: &[Arc<Path>], tm: &Timing) {
 }
 
 /// The head's fast path under `service-time`: the path `select` would
-/// choose, without building views (what it reads per path: the usability
-/// check, then for a usable path its depth and estimate); None when no
-/// path is usable (the caller then decides between requeue and fail).
-/// With one path there is nothing to compare: it is chosen if usable, as
-/// Linux's round-robin does with a single path.
+/// choose, without building views; None when it cannot tell (the caller
+/// then asks `select` with full views). Per path it reads the ANA word,
+/// and for a path it allows, its depth and estimate (and, for a timed
+/// command, whether it is due a probe); only the winner's controller
+/// state is checked (a winner whose controller does not serve now sends
+/// the command the slow way). With one path there is nothing to compare:
+/// it is chosen if usable, as Linux's round-robin does with a single path.
 #[inline]
 pub fn pick(paths: &[Arc<Path>], tm: &Timing) -> Option<usize> {
     if let [p] = paths {
         return p.usable_now().map(|_| 0);
     }
-    let mut best = BestBy::default();
+    pick_with(paths, tm, |i| &paths[i].stats.latency)
+}
+
+/// [`pick`] with path `i`'s latency statistics from `lat(i)` (tests give
+/// their own).
+#[inline(always)]
+pub fn pick_with<'a>(
+    paths: &[Arc<Path>],
+    tm: &Timing,
+    lat: impl Fn(usize) -> &'a PathLatency,
+) -> Option<usize> {
+    // The smallest rank wins; ties go to the first.
+    let mut best = (u64::MAX, 0);
     for (i, p) in paths.iter().enumerate() {
-        let Some(optimized) = p.usable_now() else {
-            continue;
-        };
-        let l = &p.stats.latency;
-        let depth = p.ctrl.ctrl.outstanding();
-        let key = if tm.now_ns != 0 && depth == 0 && l.due_probe(tm.now_ns) {
-            0
-        } else {
-            match l.estimate_ns(tm.class) {
-                0 => depth as u64,
-                est => est.saturating_mul(depth as u64 + 1),
-            }
-        };
-        if best.push_usable(i, optimized, key) {
-            break;
+        let r = rank(p, lat(i), tm);
+        if r < best.0 {
+            best = (r, i);
         }
     }
-    best.result()
+    (best.0 != u64::MAX && paths[best.1].ctrl_serving()).then_some(best.1)
+}
+
+/// The depth a rank counts at most (commands in flight are bounded far
+/// below: 256 queues of 1024).
+const MAX_RANK_DEPTH: u64 = 1 << 20;
+/// Ranks above this are non-optimized paths ([`rank`]).
+const NON_OPTIMIZED_RANK: u64 = 1 << 62;
+
+/// A path's rank for [`pick`]: its expected completion time
+/// ([`crate::select::expected_ns`], below [`NON_OPTIMIZED_RANK`]), plus
+/// that for a non-optimized path (any optimized path ranks first);
+/// `u64::MAX` for a path its ANA word rules out.
+#[inline(always)]
+fn rank(p: &Path, l: &PathLatency, tm: &Timing) -> u64 {
+    let class = match p.ana_usable() {
+        Some(true) => 0,
+        Some(false) => NON_OPTIMIZED_RANK,
+        None => return u64::MAX,
+    };
+    let depth = (p.ctrl.ctrl.outstanding() as u64).min(MAX_RANK_DEPTH);
+    // (est <= MAX_SAMPLE_NS, depth <= MAX_RANK_DEPTH: the product stays
+    // below NON_OPTIMIZED_RANK.)
+    let key = match l.estimate_ns(tm.class) {
+        _ if tm.start_ns != 0 && depth == 0 && l.due_probe(tm.start_ns) => 0,
+        0 => depth,
+        est => est.wrapping_mul(depth + 1),
+    };
+    class | key
 }
 
 #[cfg(test)]
@@ -338,33 +410,63 @@ mod tests {
     }
 
     #[test]
-    fn timing_only_for_service_time() {
-        let req = IoRequest {
-            sqe: Default::default(),
-            write: None,
-            read_len: 131072,
-        };
-        assert!(!Timing::start(IoPolicy::RoundRobin, &req, 2).is_timed());
-        // One command in SAMPLE_EVERY per thread reads the clock, the first of each run.
-        let ts: Vec<Timing> = (0..3 * SAMPLE_EVERY)
-            .map(|_| Timing::start(IoPolicy::ServiceTime, &req, 2))
+    fn sampling_period_follows_the_rate() {
+        assert_eq!(next_period(1, 10_000), 2, "frequent: double");
+        assert_eq!(next_period(32, 10_000), SAMPLE_PERIOD_MAX);
+        assert_eq!(
+            next_period(SAMPLE_PERIOD_MAX, 0),
+            SAMPLE_PERIOD_MAX,
+            "capped"
+        );
+        assert_eq!(next_period(8, SAMPLE_GAP_NS), 4, "rare: halve");
+        assert_eq!(next_period(1, u64::MAX), 1, "at least every command");
+    }
+
+    #[test]
+    fn the_sampler_times_one_command_per_period() {
+        // Commands 10 µs apart: the period doubles at each timed command
+        // up to the cap (timed: 0, 1, 3, 7, 15, 31, 63, then every 64th).
+        let mut smp = Sampler::NEW;
+        let mut now = 1_000_000_000u64;
+        let mut timed = vec![];
+        for i in 0..400 {
+            now += 10_000;
+            if smp.step(|| now, true) != 0 {
+                timed.push(i);
+            }
+        }
+        assert_eq!(timed, vec![0, 1, 3, 7, 15, 31, 63, 127, 191, 255, 319, 383]);
+        // Commands 5 ms apart: the 47 left of the period go untimed, then
+        // the period halves at each timed command, back to every command.
+        let timed: Vec<usize> = (0..120)
+            .filter(|_| {
+                now += 5_000_000;
+                smp.step(|| now, true) != 0
+            })
             .collect();
-        let timed: Vec<usize> = (0..ts.len()).filter(|i| ts[*i].is_timed()).collect();
-        let k = SAMPLE_EVERY as usize;
-        assert_eq!(
-            timed,
-            vec![0, k, 2 * k],
-            "this thread's first, then every {k}th"
-        );
-        assert!(ts
-            .iter()
-            .all(|t| t.now_ns >= ts[0].start_ns && t.now_ns > 0));
-        assert_eq!(
-            ts[1].now_ns, ts[0].start_ns,
-            "untimed: the thread's last reading"
-        );
-        let t = ts[0];
-        assert!(t.is_timed());
+        let mut want = vec![47, 79, 95, 103, 107, 109];
+        want.extend(110..120);
+        assert_eq!(timed, want);
+        // Not adapting (one path): one in SAMPLE_PERIOD_MAX, whatever the rate.
+        let mut one = Sampler::NEW;
+        let timed: Vec<u64> = (0..200u64)
+            .filter(|i| one.step(|| 1_000 + i * 5_000_000, false) != 0)
+            .collect();
+        assert_eq!(timed, vec![0, 64, 128, 192]);
+    }
+
+    #[test]
+    fn timing_only_for_service_time() {
+        let req = IoRequest::with_read(Default::default(), 131072);
+        assert!(!Timing::start(IoPolicy::RoundRobin, &req, 2).is_timed());
+        // This thread's first command is timed.
+        let t = std::thread::spawn(|| {
+            let req = IoRequest::with_read(Default::default(), 131072);
+            Timing::start(IoPolicy::ServiceTime, &req, 2)
+        })
+        .join()
+        .unwrap();
+        assert!(t.is_timed() && t.probe_now_ns() > 0);
         assert_eq!(t.class(), 3);
         let l = PathLatency::default();
         Timing::NONE.finish(&l);
@@ -374,24 +476,10 @@ mod tests {
         assert!(l.average_ns() >= 1);
         assert_eq!(Timing::untimed(&req).class(), 3);
         assert!(!Timing::untimed(&req).is_timed());
-    }
-
-    #[test]
-    fn a_head_with_one_path_samples_less() {
-        // On a thread of its own: the sampler's count is per thread.
-        std::thread::spawn(|| {
-            let req = IoRequest::with_read(Default::default(), 4096);
-            let n = 4 * SAMPLE_EVERY_ONE_PATH as usize;
-            let timed = (0..n)
-                .filter(|_| Timing::start(IoPolicy::ServiceTime, &req, 1).is_timed())
-                .count();
-            assert_eq!(timed, 4, "one in {SAMPLE_EVERY_ONE_PATH}");
-            let timed = (0..n)
-                .filter(|_| Timing::start(IoPolicy::ServiceTime, &req, 3).is_timed())
-                .count();
-            assert_eq!(timed, n / SAMPLE_EVERY as usize, "one in {SAMPLE_EVERY}");
-        })
-        .join()
-        .unwrap();
+        assert_eq!(
+            Timing::untimed(&req).probe_now_ns(),
+            0,
+            "untimed: no probe check"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    AtomicBool, AtomicU16, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
 use std::sync::{Arc, Mutex, Weak};
 
@@ -67,10 +67,15 @@ pub struct Path {
     pub name: String,
     pub nsid: u32,
     pub anagrpid: u32,
-    ana_state: AtomicU8,
-    ana_pending: AtomicBool,
+    /// The ANA state (low byte) and the pending flag ([`ANA_PENDING`]) in
+    /// one word: one load tells whether the path may be used, and a fresh
+    /// state and the flag it clears change together.
+    ana: AtomicU16,
     pub stats: PathStats,
 }
+
+/// The "ANA error seen, log not re-read yet" bit of [`Path`]'s ANA word.
+const ANA_PENDING: u16 = 0x100;
 
 impl Path {
     pub fn new(
@@ -85,54 +90,61 @@ impl Path {
             name,
             nsid,
             anagrpid,
-            ana_state: AtomicU8::new(ana.0),
-            ana_pending: AtomicBool::new(false),
+            ana: AtomicU16::new(ana.0 as u16),
             stats: PathStats::default(),
         }
     }
     pub fn ana_state(&self) -> AnaState {
-        AnaState(self.ana_state.load(Relaxed))
+        AnaState(self.ana.load(Relaxed) as u8)
     }
     /// Set the ANA state from a fresh log; clears the pending flag. Returns the old state.
     pub fn set_ana_state(&self, s: AnaState) -> AnaState {
-        self.ana_pending.store(false, Relaxed);
-        AnaState(self.ana_state.swap(s.0, Relaxed))
+        AnaState(self.ana.swap(s.0 as u16, Relaxed) as u8)
     }
     pub fn ana_pending(&self) -> bool {
-        self.ana_pending.load(Relaxed)
+        self.ana.load(Relaxed) & ANA_PENDING != 0
     }
     /// An ANA status was returned on this path: stop using it until the log is re-read.
     pub fn mark_ana_pending(&self) {
-        self.ana_pending.store(true, Relaxed);
+        self.ana.fetch_or(ANA_PENDING, Relaxed);
         self.ctrl.ana_reread.notify_one();
+    }
+    /// What the path's ANA word allows: `Some(optimized)` when its state is
+    /// optimized or non-optimized and no ANA error is pending (one load).
+    #[inline]
+    pub fn ana_usable(&self) -> Option<bool> {
+        match self.ana.load(Relaxed) {
+            w if w == AnaState::OPTIMIZED.0 as u16 => Some(true),
+            w if w == AnaState::NON_OPTIMIZED.0 as u16 => Some(false),
+            _ => None,
+        }
+    }
+    /// Whether the path's controller serves I/O now: live, not removed,
+    /// no stalled queue.
+    #[inline]
+    pub fn ctrl_serving(&self) -> bool {
+        !self.ctrl.removed.load(Relaxed)
+            && self.ctrl.ctrl.state() == CtrlState::Live
+            && !self.ctrl.ctrl.is_stalled()
     }
     /// `self.view().is_optimized()`, reading only what that needs (the
     /// sticky policy's per-command check).
     #[inline]
     pub fn is_optimized_now(&self) -> bool {
-        self.ana_state() == AnaState::OPTIMIZED
-            && !self.ana_pending()
-            && !self.ctrl.removed.load(Relaxed)
-            && self.ctrl.ctrl.state() == CtrlState::Live
-            && !self.ctrl.ctrl.is_stalled()
+        self.ana_usable() == Some(true) && self.ctrl_serving()
     }
     /// `Some(optimized)` when `self.view().is_usable()`, reading only what
-    /// that needs (the service-time policy's per-command check).
+    /// that needs.
     #[inline]
     pub fn usable_now(&self) -> Option<bool> {
-        let ana = self.ana_state();
-        let usable = ana.is_usable()
-            && !self.ana_pending()
-            && !self.ctrl.removed.load(Relaxed)
-            && self.ctrl.ctrl.state() == CtrlState::Live
-            && !self.ctrl.ctrl.is_stalled();
-        usable.then_some(ana == AnaState::OPTIMIZED)
+        self.ana_usable().filter(|_| self.ctrl_serving())
     }
     pub fn view(&self) -> PathView {
+        let w = self.ana.load(Relaxed);
         PathView {
             ctrl: self.ctrl.condition(),
-            ana: self.ana_state(),
-            ana_pending: self.ana_pending(),
+            ana: AnaState(w as u8),
+            ana_pending: w & ANA_PENDING != 0,
             distance: 0,
             depth: self.ctrl.ctrl.outstanding(),
             ..PathView::GONE

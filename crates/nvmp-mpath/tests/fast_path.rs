@@ -191,3 +191,92 @@ async fn more_commands_than_queue_slots_wait_for_a_slot() {
     assert_eq!(s.head.stats.failovers.load(Relaxed), 0);
     s.mp.shutdown().await;
 }
+
+/// The head's service-time fast path (`latency::pick`) chooses what the
+/// pure selection function chooses from full views, for every mix of ANA
+/// states, pending ANA errors, latency estimates and a probe that is due;
+/// where it cannot tell (no path its ANA words allow, or a winner whose
+/// controller does not serve) it says so and the head asks `select`.
+#[tokio::test(start_paused = true)]
+async fn service_time_fast_path_agrees_with_select() {
+    use nvmp_mpath::latency::{self, now_ns, PathLatency, Timing, PROBE_AFTER_NS};
+    use nvmp_mpath::select::{select, PathView, Selection};
+    use nvmp_wire::log::AnaState;
+    let s = setup().await;
+    // Far past the process-wide epoch of `now_ns` (set by its first call,
+    // maybe under another test's paused clock), so that "idle long enough
+    // for a probe" has a time to be measured from.
+    let _ = now_ns();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let paths = s.head.paths();
+    let req = read_req(&s.head, 0);
+    let anas = [
+        (AnaState::OPTIMIZED, false),
+        (AnaState::NON_OPTIMIZED, false),
+        (AnaState::INACCESSIBLE, false),
+        (AnaState::OPTIMIZED, true),
+    ];
+    // Estimates: none, 50 µs, 2 ms, and 2 ms but idle long enough for a probe.
+    let lats: [&dyn Fn(&PathLatency); 4] = [
+        &|_| {},
+        &|l| l.record_at(now_ns(), 50_000, 0),
+        &|l| l.record_at(now_ns(), 2_000_000, 0),
+        &|l| l.record_at(now_ns().saturating_sub(2 * PROBE_AFTER_NS), 2_000_000, 0),
+    ];
+    let (mut checked, mut probes) = (0, 0);
+    for (a0, a1) in anas.iter().flat_map(|a| anas.iter().map(move |b| (*a, *b))) {
+        for l0 in 0..lats.len() {
+            for l1 in 0..lats.len() {
+                // Fresh statistics per case (a path's latency cannot be reset).
+                let stats = [PathLatency::default(), PathLatency::default()];
+                lats[l0](&stats[0]);
+                lats[l1](&stats[1]);
+                for (p, (ana, pending)) in paths.iter().zip([a0, a1]) {
+                    p.set_ana_state(ana);
+                    if pending {
+                        p.mark_ana_pending();
+                    }
+                }
+                // Timed (probes checked) and untimed commands.
+                for timed in [true, false] {
+                    let tm = if timed {
+                        // (At most one period of this thread's sampler.)
+                        loop {
+                            let t = Timing::start(IoPolicy::ServiceTime, &req, 2);
+                            if t.is_timed() {
+                                break t;
+                            }
+                        }
+                    } else {
+                        Timing::untimed(&req)
+                    };
+                    let views: Vec<PathView> = paths
+                        .iter()
+                        .zip(&stats)
+                        .map(|(p, l)| {
+                            let mut v = p.view();
+                            v.latency_ns = l.estimate_ns(tm.class());
+                            v.probe = tm.probe_now_ns() != 0
+                                && v.depth == 0
+                                && l.due_probe(tm.probe_now_ns());
+                            v
+                        })
+                        .collect();
+                    probes += views.iter().filter(|v| v.probe).count();
+                    let want = select(&views, IoPolicy::ServiceTime, None);
+                    let got = latency::pick_with(&paths, &tm, |i| &stats[i]);
+                    match (got, want) {
+                        (Some(i), Selection::Path(j)) => assert_eq!(i, j, "{views:?}"),
+                        (None, Selection::Path(_)) => panic!("fast path gave up: {views:?}"),
+                        (Some(i), w) => panic!("fast path chose {i}, select {w:?}: {views:?}"),
+                        (None, _) => {}
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 16 * 16 * 2);
+    assert!(probes > 0, "the cases include paths due a probe");
+    s.mp.shutdown().await;
+}

@@ -122,10 +122,10 @@ async fn latency_is_measured_only_under_service_time() {
     assert_eq!(samples(&head), 0, "numa does not time commands");
     sub.set_iopolicy(IoPolicy::ServiceTime);
     let d = load(&head, 64, 4).await;
-    // One command in SAMPLE_EVERY per worker thread is timed (each thread's first too).
-    let every = nvmp_mpath::latency::SAMPLE_EVERY as u64;
+    // Sampled commands are timed (each worker thread's first one at least;
+    // how many more depends on the rate: see latency::SAMPLE_GAP_NS).
     let timed = samples(&head);
-    assert!((64 / every..=64 / every + 2).contains(&timed), "{timed}");
+    assert!((1..=64).contains(&timed), "{timed}");
     // Port 2 is non-optimized: service-time keeps to the optimized path.
     assert_eq!(d, vec![64, 0]);
     sub.set_iopolicy(IoPolicy::QueueDepth);

@@ -72,6 +72,9 @@ impl Backend {
             DeviceSpec::Ram { size, block_size } => {
                 Ok((Backend::Ram(RamStore::new(*size)?), *block_size))
             }
+            DeviceSpec::RamPopulated { size, block_size } => {
+                Ok((Backend::Ram(RamStore::populated(*size)?), *block_size))
+            }
             DeviceSpec::File { path } => Self::open_file(path).map(|b| (b, 512)),
         }
     }

@@ -120,6 +120,9 @@ pub enum DeviceSpec {
     File { path: PathBuf },
     /// Memory (extension).
     Ram { size: u64, block_size: u32 },
+    /// Memory allocated and made resident at creation, in huge pages where
+    /// the system gives them (extension: `"populate": "1"` in `device`).
+    RamPopulated { size: u64, block_size: u32 },
 }
 
 /// A validated namespace.

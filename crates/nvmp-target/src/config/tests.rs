@@ -155,3 +155,45 @@ fn referrals_load_and_bad_ones_are_named() {
         err(&bad)
     );
 }
+
+/// `"populate"` in a RAM namespace's device: all of its memory up front
+/// (off by default; RAM only; "0"/"1" like the other flags).
+#[test]
+fn populate_makes_a_ram_namespace_resident_up_front() {
+    let ns = |device: &str| SAMPLE.replace(r#""size": "64M", "block_size": "4096""#, device);
+    let dev = |device: &str| {
+        TargetConfig::from_json(&ns(device)).unwrap().subsystems[0].namespaces[1]
+            .device
+            .clone()
+    };
+    assert_eq!(
+        dev(r#""size": "64M", "block_size": "4096", "populate": "1""#),
+        DeviceSpec::RamPopulated {
+            size: 64 << 20,
+            block_size: 4096
+        }
+    );
+    assert_eq!(
+        dev(r#""path": "ram:1G", "populate": "true""#),
+        DeviceSpec::RamPopulated {
+            size: 1 << 30,
+            block_size: 512
+        }
+    );
+    assert_eq!(
+        dev(r#""size": "64M", "populate": "0""#),
+        DeviceSpec::Ram {
+            size: 64 << 20,
+            block_size: 512
+        }
+    );
+    assert_eq!(
+        err(&ns(r#""size": "64M", "populate": "yes please""#)),
+        r#"subsystems[0].namespaces[1].device.populate: "yes please" is not "0" or "1""#
+    );
+    assert!(
+        err(&ns(r#""path": "/dev/null", "populate": "1""#)).starts_with(
+            "subsystems[0].namespaces[1].device.populate: applies to RAM namespaces only"
+        )
+    );
+}

@@ -438,6 +438,9 @@ pub(crate) fn namespace(n: &RawNamespace, base: &str) -> R<NamespaceSpec> {
             }
         },
     };
+    // Extension: a RAM namespace's memory allocated and made resident at
+    // creation (docs/PERFORMANCE.md, "populated RAM namespaces").
+    let populate = flag(n.device.get("populate"), &f("device.populate"), false)?;
     let ram = |s: &str, field: &str| -> R<DeviceSpec> {
         let size = parse_size(s)
             .ok_or_else(|| ConfigError::new(field, format!("{s:?} is not a size like \"64M\"")))?;
@@ -447,10 +450,20 @@ pub(crate) fn namespace(n: &RawNamespace, base: &str) -> R<NamespaceSpec> {
                 format!("{s:?} is not a positive multiple of the block size {block_size}"),
             ));
         }
-        Ok(DeviceSpec::Ram { size, block_size })
+        Ok(if populate {
+            DeviceSpec::RamPopulated { size, block_size }
+        } else {
+            DeviceSpec::Ram { size, block_size }
+        })
     };
     let device = match (d("path"), d("size")) {
         (Some(p), _) if p.starts_with("ram:") => ram(&p[4..], &f("device.path"))?,
+        (Some(_), _) if populate => {
+            return Err(ConfigError::new(
+                f("device.populate"),
+                "applies to RAM namespaces only (a \"size\" or a \"ram:\" path)",
+            ))
+        }
         (Some(p), _) => DeviceSpec::File {
             path: PathBuf::from(p),
         },

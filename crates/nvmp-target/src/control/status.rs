@@ -189,7 +189,7 @@ pub(crate) fn snapshot(st: &State) -> TargetStatus {
                     nguid: format_uuid(&n.nguid),
                     uuid: format_uuid(&n.uuid),
                     backend: match &n.spec.device {
-                        DeviceSpec::Ram { .. } => "ram".into(),
+                        DeviceSpec::Ram { .. } | DeviceSpec::RamPopulated { .. } => "ram".into(),
                         DeviceSpec::File { path } => path.display().to_string(),
                     },
                 })

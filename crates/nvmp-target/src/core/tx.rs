@@ -18,7 +18,7 @@ use nvmp_wire::{Cqe, Pdu};
 
 use super::ccr::GateGuard;
 use super::types::Output;
-use crate::backend::{Backend, IoOp};
+use crate::backend::{ram, Backend, IoOp};
 
 /// Receiver of a queue's outputs.
 pub trait Sink {
@@ -98,6 +98,8 @@ pub const MAX_IOV: usize = 256;
 enum Seg {
     Hdr(usize, usize),
     Data(Bytes),
+    /// Read data not yet loaded into the cache ([`ram::warm`]).
+    Cold(Bytes),
 }
 
 /// The driver's transmit buffer.
@@ -119,6 +121,8 @@ pub struct TxBuf {
     pub close: bool,
     /// CapsuleResp PDUs queued so far.
     pub completions: u64,
+    /// `Seg::Cold` segments queued.
+    cold: usize,
 }
 
 impl TxBuf {
@@ -134,6 +138,49 @@ impl TxBuf {
             self.seal();
             self.queued += b.len() as u64;
             self.segs.push_back(Seg::Data(b));
+        }
+    }
+
+    /// Queue read data, to be loaded into the cache with the rest of the
+    /// batch just before it is written ([`TxBuf::iovecs`]) if it is cold.
+    fn push_read(&mut self, b: Bytes) {
+        if ram::is_cold(&b) && !b.is_empty() {
+            self.seal();
+            self.queued += b.len() as u64;
+            self.segs.push_back(Seg::Cold(b));
+            self.cold += 1;
+        } else {
+            self.push_data(b);
+        }
+    }
+
+    /// Load the cold read data among the first `n` segments into the
+    /// cache, [`ram::WARM_BATCH`] slices at a time ([`ram::warm`]), and mark
+    /// it warm.
+    fn warm(&mut self, n: usize) {
+        if self.cold == 0 {
+            return;
+        }
+        let mut batch: [&[u8]; ram::WARM_BATCH] = [&[]; ram::WARM_BATCH];
+        let mut k = 0;
+        for s in self.segs.iter().take(n) {
+            if let Seg::Cold(b) = s {
+                batch[k] = b;
+                k += 1;
+                if k == batch.len() {
+                    ram::warm(&batch);
+                    k = 0;
+                }
+            }
+        }
+        if k > 0 {
+            ram::warm(&batch[..k]);
+        }
+        for s in self.segs.iter_mut().take(n) {
+            if let Seg::Cold(b) = s {
+                *s = Seg::Data(std::mem::take(b));
+                self.cold -= 1;
+            }
         }
     }
 
@@ -194,13 +241,16 @@ impl TxBuf {
     }
 
     /// Fill `iov` with the queued slices, in order; returns how many.
+    /// Cold read data among them is loaded into the cache first, as one
+    /// batch ([`ram::warm`]).
     pub fn iovecs<'a>(&'a mut self, iov: &mut [IoSlice<'a>]) -> usize {
         self.seal();
+        self.warm(iov.len());
         let mut n = 0;
         for (s, slot) in self.segs.iter().zip(iov.iter_mut()) {
             *slot = IoSlice::new(match s {
                 Seg::Hdr(a, b) => &self.hdr[*a..*b],
-                Seg::Data(d) => d,
+                Seg::Data(d) | Seg::Cold(d) => d,
             });
             n += 1;
         }
@@ -217,7 +267,7 @@ impl TxBuf {
             };
             let len = match front {
                 Seg::Hdr(a, b) => *b - *a,
-                Seg::Data(d) => d.len(),
+                Seg::Data(d) | Seg::Cold(d) => d.len(),
             };
             if len <= n {
                 n -= len;
@@ -225,7 +275,7 @@ impl TxBuf {
             } else {
                 match front {
                     Seg::Hdr(a, _) => *a += n,
-                    Seg::Data(d) => bytes::Buf::advance(d, n),
+                    Seg::Data(d) | Seg::Cold(d) => bytes::Buf::advance(d, n),
                 }
                 n = 0;
             }
@@ -243,7 +293,7 @@ impl TxBuf {
         // were sealed: none is outside a segment).
         let first = self.segs.iter().find_map(|s| match s {
             Seg::Hdr(a, _) => Some(*a),
-            Seg::Data(_) => None,
+            Seg::Data(_) | Seg::Cold(_) => None,
         });
         match first {
             None => {
@@ -273,10 +323,11 @@ impl TxBuf {
             .drain(..)
             .map(|s| match s {
                 Seg::Hdr(a, b) => Bytes::copy_from_slice(&hdr[a..b]),
-                Seg::Data(d) => d,
+                Seg::Data(d) | Seg::Cold(d) => d,
             })
             .collect();
         self.sent = self.queued;
+        self.cold = 0;
         self.cqe_ends.clear();
         self.reclaim();
         v
@@ -311,7 +362,7 @@ impl Sink for TxBuf {
         let dd = self.c2h_head(cid, len, enc);
         let digest = dd.then(|| parts.iter().fold(0, |c, p| crc32c_append(c, p)));
         for p in parts.drain(..) {
-            self.push_data(p);
+            self.push_read(p);
         }
         if let Some(d) = digest {
             self.put(&d.to_le_bytes());
@@ -471,6 +522,46 @@ mod tests {
             0,
             "the header buffer is reused once all was sent"
         );
+    }
+
+    /// Read data is queued cold and warmed when a write is about to take
+    /// it, only as far as the vectored write reaches; the bytes are as
+    /// queued either way.
+    #[test]
+    fn cold_read_data_is_warmed_as_far_as_each_write_reaches() {
+        let enc = EncodeOptions::default();
+        let mut tx = TxBuf::default();
+        let mut want = BytesMut::new();
+        for cid in 0..40u16 {
+            let part = Bytes::from(vec![cid as u8; 4096]);
+            c2h(cid, part.clone()).encode(enc, &mut want);
+            tx.c2h_data(cid, &mut vec![part], enc);
+        }
+        // Large and empty data is never cold.
+        c2h(40, Bytes::from(vec![9u8; 65536])).encode(enc, &mut want);
+        tx.c2h_data(40, &mut vec![Bytes::from(vec![9u8; 65536])], enc);
+        assert_eq!(tx.cold, 40);
+        let mut got = BytesMut::new();
+        while !tx.is_empty() {
+            let mut iov = [IoSlice::new(&[]); 9];
+            let n = tx.iovecs(&mut iov);
+            let w: usize = iov[..n].iter().map(|s| s.len()).sum();
+            for s in &iov[..n] {
+                got.extend_from_slice(s);
+            }
+            // None cold among what the write took; the rest still cold.
+            assert!(tx.segs.iter().take(n).all(|s| !matches!(s, Seg::Cold(_))));
+            let rest = tx.segs.iter().filter(|s| matches!(s, Seg::Cold(_)));
+            assert_eq!(rest.count(), tx.cold);
+            tx.advance(w);
+        }
+        assert_eq!(tx.cold, 0);
+        assert!(got[..] == want[..]);
+        // Slices taken out whole (fault injection) leave nothing cold.
+        tx.c2h_data(1, &mut vec![Bytes::from(vec![1u8; 512])], enc);
+        assert_eq!(tx.cold, 1);
+        assert_eq!(tx.take_all().len(), 2);
+        assert_eq!(tx.cold, 0);
     }
 
     #[test]

@@ -161,7 +161,64 @@ async fn run(c: &Controller, t: &Target, job: Job, secs: f64) {
     );
 }
 
+/// Count mode (for callgrind, as the multipath crate's `overhead` bench):
+/// `NVMP_BENCH_COUNT_IOS=N` runs N 4 KiB random reads (`NVMP_BENCH_RW=write`:
+/// writes) at `NVMP_BENCH_QD` (default 32) on one I/O queue against nvmp's
+/// own target, all on a one-thread runtime, and exits. Two N under
+/// `valgrind --tool=callgrind` give instructions per I/O at depth (host and
+/// target, the batching of both included).
+fn count_mode(n: u64) {
+    let qd: u64 = std::env::var("NVMP_BENCH_QD").map_or(32, |s| s.parse().unwrap());
+    let write = std::env::var("NVMP_BENCH_RW").as_deref() == Ok("write");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = nvmp_target().await;
+        let mut o = ControllerOptions::new(t.addr.clone(), t.port, t.nqn.clone());
+        o.nr_io_queues = 1;
+        o.queue_size = 128;
+        let c = Controller::connect(o).await.expect("connect");
+        let span = (256u64 << 20) / 4096;
+        let data = Bytes::from(vec![0xA5u8; 4096]);
+        let mut hs = vec![];
+        for w in 0..qd {
+            let (c, data) = (c.clone(), data.clone());
+            hs.push(tokio::spawn(async move {
+                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (w + 1);
+                for _ in 0..n / qd {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let rw = ReadWrite {
+                        nsid: 1,
+                        slba: (x % span) * 8,
+                        nlb: 8,
+                        fua: false,
+                    };
+                    let req = if write {
+                        IoRequest::with_write(rw.write_sqe(), data.clone())
+                    } else {
+                        IoRequest::with_read(rw.read_sqe(), 4096)
+                    };
+                    let r = c.submit(req).await;
+                    assert!(r.is_success(), "{}", r.status);
+                }
+            }));
+        }
+        for h in hs {
+            h.await.unwrap();
+        }
+        c.disconnect().await;
+    });
+}
+
 fn main() {
+    if let Ok(n) = std::env::var("NVMP_BENCH_COUNT_IOS") {
+        count_mode(n.parse().expect("NVMP_BENCH_COUNT_IOS"));
+        return;
+    }
     let secs: f64 = std::env::var("NVMP_BENCH_SECS").map_or(3.0, |s| s.parse().unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,10 +3,13 @@
 //! cells together, as quinn keeps one state mutex per connection).
 //!
 //! - Submitters take a slot permit (backpressure at queue depth: they await
-//!   a free slot), queue the capsule and wake the writer: one lock.
+//!   a free slot), queue the capsule and wake the writer (the first since
+//!   it last drained the queue; it drains all): one lock.
 //! - The writer lets every task that is ready run first (one
 //!   `yield_now`), then drains every queued PDU and writes them with
 //!   vectored writes: many PDUs per system call, payloads never copied.
+//!   A command submitted to an idle queue is written by its submitter
+//!   instead, without a task hop ([`write`]: run to completion).
 //! - The reader reads as much as the socket has, decodes every PDU in it
 //!   (read data are zero-copy slices of the receive buffer) and completes
 //!   the commands under one lock, waking their submitters after it.
@@ -28,6 +31,9 @@ mod out;
 mod recv;
 #[cfg(test)]
 mod tests;
+mod write;
+#[cfg(test)]
+mod write_tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +42,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use nvmp_wire::{Status, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::AbortHandle;
 
@@ -46,8 +52,8 @@ use crate::queue::{Direct, QueueConfig, QueueCore, QueueError, SubmitError};
 use crate::transport::{BoxRead, BoxWrite};
 pub(crate) use cells::Ticket;
 use cells::{Cells, Wait};
-use out::OutBatch;
 use recv::{DataPool, RecvBuf};
+use write::WriteSide;
 
 type OnFail = Box<dyn Fn(u16, &QueueError) + Send + Sync>;
 
@@ -89,6 +95,8 @@ pub(crate) struct State {
 struct Shared {
     qid: u16,
     state: Mutex<State>,
+    /// The write half of the stream (after `state` if both are taken).
+    write: Mutex<WriteSide>,
     slots: Semaphore,
     wake_writer: Notify,
     /// Signalled when the queue fails: abandons a write blocked on a peer
@@ -139,6 +147,7 @@ impl Conn {
                 core: QueueCore::new(cfg),
                 cells: Cells::new(cfg.queue_size as usize),
             }),
+            write: WriteSide::new(write),
             slots: Semaphore::new(cfg.queue_size as usize),
             wake_writer: Notify::new(),
             abort_write: Notify::new(),
@@ -152,7 +161,7 @@ impl Conn {
         });
         let r = tokio::spawn(reader(sh.clone(), read));
         *lock_reader(&sh) = Some(r.abort_handle());
-        tokio::spawn(writer(sh.clone(), write));
+        tokio::spawn(write::writer(sh.clone()));
         tokio::spawn(timer(sh.clone()));
         sh.wake_writer.notify_one();
         Conn { sh }
@@ -258,11 +267,19 @@ impl Conn {
         timeout: Option<Duration>,
     ) -> Result<Ticket, (IoRequest, SubmitError)> {
         let deadline = timeout.map(|t| (tokio::time::Instant::now() + t).into_std());
-        let (ticket, rearm) = {
+        let (ticket, rearm, inline, wake) = {
             let mut st = lock(&self.sh);
             let ticket = st.cells.take();
+            // The writer drains everything queued when it runs: only the
+            // first PDU queued since it last did needs to wake it.
+            let wake = !st.core.has_outbound();
             match st.core.submit(ticket, req.into_request(), deadline) {
-                Ok(_) => (ticket, st.core.take_rearm()),
+                Ok(_) => (
+                    ticket,
+                    st.core.take_rearm(),
+                    write::try_inline(&self.sh, &mut st),
+                    wake,
+                ),
                 Err((t, req, e)) => {
                     st.cells.cancel(t);
                     drop(st);
@@ -271,7 +288,11 @@ impl Conn {
                 }
             }
         };
-        self.sh.wake_writer.notify_one();
+        match inline {
+            Some(i) => write::write_inline(&self.sh, i),
+            None if wake => self.sh.wake_writer.notify_one(),
+            None => {}
+        }
         if rearm {
             self.sh.wake_timer.notify_one();
         }
@@ -557,74 +578,5 @@ async fn timer(sh: Arc<Shared>) {
             }
             Ok(None) => sh.wake_timer.notified().await,
         }
-    }
-}
-
-/// Move the core's queued PDUs into `out` (up to `WRITE_BATCH_MAX` bytes).
-fn drain(sh: &Shared, out: &mut OutBatch) {
-    let mut st = lock(sh);
-    let enc = st.core.encode_options();
-    while out.len() < WRITE_BATCH_MAX {
-        match st.core.pop_outbound() {
-            Some(p) => out.push(&p, enc),
-            None => break,
-        }
-    }
-}
-
-async fn writer(sh: Arc<Shared>, mut write: BoxWrite) {
-    let mut out = OutBatch::new();
-    // Whether the stream is at a PDU boundary (a TermReq may still be sent).
-    let mut clean = true;
-    loop {
-        // A failing queue sets `closed`, then wakes the writer.
-        sh.wake_writer.notified().await;
-        // Let the tasks that are ready now (submitters woken by the same
-        // batch of completions) queue their commands first, so that they
-        // go out in one write. Without this, tokio's LIFO slot runs the
-        // writer right after the first submitter: one write per command.
-        // Only when other commands are in flight: a lone command (QD1) has
-        // nobody to wait for, and the yield would cost it a trip through
-        // the runtime's I/O driver.
-        if lock(&sh).core.in_flight() > 1 {
-            tokio::task::yield_now().await;
-        }
-        loop {
-            if sh.closed.load(Ordering::Acquire) {
-                break;
-            }
-            drain(&sh, &mut out);
-            if out.is_empty() {
-                break;
-            }
-            // A failure (timeout, reset) abandons a write blocked on a peer
-            // that stopped reading.
-            let r = tokio::select! {
-                biased;
-                r = out.flush(&mut write) => r,
-                _ = sh.abort_write.notified() => {
-                    clean = false;
-                    break;
-                }
-            };
-            if r.is_err() {
-                clean = false;
-                fail(&sh, QueueError::Closed);
-                break;
-            }
-        }
-        if sh.closed.load(Ordering::Acquire) {
-            break;
-        }
-    }
-    // Closing: send what is due (an H2CTermReq), briefly, then close.
-    out.clear();
-    drain(&sh, &mut out);
-    if clean && !out.is_empty() {
-        let _ = tokio::time::timeout(CLOSE_FLUSH, out.flush(&mut write)).await;
-    }
-    let _ = tokio::time::timeout(CLOSE_FLUSH, write.shutdown()).await;
-    if let Some(r) = lock_reader(&sh).take() {
-        r.abort();
     }
 }

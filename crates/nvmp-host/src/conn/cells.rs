@@ -48,6 +48,8 @@ struct Cell {
 pub(crate) struct Cells {
     cells: Vec<Cell>,
     free: Vec<u32>,
+    /// Cells in `Done`: completions not yet taken by their submitters.
+    done: usize,
 }
 
 impl Cells {
@@ -61,7 +63,11 @@ impl Cells {
         // Pop from the end: hand out cell 0 first.
         let mut free = Vec::with_capacity(n);
         free.extend((0..n as u32).rev());
-        Self { cells, free }
+        Self {
+            cells,
+            free,
+            done: 0,
+        }
     }
 
     pub fn take(&mut self) -> Ticket {
@@ -93,6 +99,9 @@ impl Cells {
         c.gen = c.gen.wrapping_add(1);
         let old = std::mem::replace(&mut c.state, CellState::Free);
         self.free.push(t.idx);
+        if matches!(old, CellState::Done(_)) {
+            self.done -= 1;
+        }
         Some(old)
     }
 
@@ -107,8 +116,12 @@ impl Cells {
     pub fn complete(&mut self, t: Ticket, c: Completion) -> Option<Waker> {
         let cell = self.get(t)?;
         match std::mem::replace(&mut cell.state, CellState::Done(c)) {
-            CellState::Waiting(w) => w,
+            CellState::Waiting(w) => {
+                self.done += 1;
+                w
+            }
             CellState::Abandoned => {
+                self.done += 1;
                 self.release(t);
                 None
             }
@@ -119,6 +132,13 @@ impl Cells {
                 None
             }
         }
+    }
+
+    /// Some command completed and its submitter has not taken the
+    /// completion yet.
+    #[inline]
+    pub fn any_done(&self) -> bool {
+        self.done > 0
     }
 
     #[cfg(test)]

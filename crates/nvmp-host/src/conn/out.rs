@@ -4,11 +4,13 @@
 //! buffer; payloads go out as the `Bytes` they are, never copied.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use nvmp_wire::pdu::EncodeOptions;
 use nvmp_wire::Pdu;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 
 use crate::transport::BoxWrite;
 
@@ -17,6 +19,8 @@ use crate::transport::BoxWrite;
 const COPY_MAX: usize = 256;
 /// I/O vector entries per `writev` (Linux's UIO_MAXIOV is 1024).
 const MAX_IOV: usize = 64;
+/// Segments written with a small I/O vector.
+const SMALL_IOV: usize = 4;
 
 #[derive(Debug)]
 enum Seg {
@@ -42,6 +46,10 @@ pub(crate) struct OutBatch {
     /// Start of the header bytes not yet covered by a segment.
     mark: usize,
     segs: Vec<Seg>,
+    /// Bytes in `segs`.
+    seg_bytes: usize,
+    /// Where a write that waited for the socket stopped: segment, offset.
+    at: (usize, usize),
 }
 
 impl OutBatch {
@@ -50,6 +58,8 @@ impl OutBatch {
             head: BytesMut::with_capacity(16 * 1024),
             mark: 0,
             segs: Vec::with_capacity(2 * MAX_IOV),
+            seg_bytes: 0,
+            at: (0, 0),
         }
     }
 
@@ -59,7 +69,7 @@ impl OutBatch {
 
     /// Bytes queued.
     pub fn len(&self) -> usize {
-        self.segs.iter().map(Seg::len).sum::<usize>() + (self.head.len() - self.mark)
+        self.seg_bytes + (self.head.len() - self.mark)
     }
 
     /// Encode `pdu` at the end of the batch.
@@ -70,6 +80,7 @@ impl OutBatch {
                 self.head.extend_from_slice(d);
             } else {
                 self.close_head();
+                self.seg_bytes += d.len();
                 self.segs.push(Seg::Data(d.clone()));
             }
         }
@@ -82,15 +93,26 @@ impl OutBatch {
         let end = self.head.len();
         if end > self.mark {
             self.segs.push(Seg::Head(self.mark, end));
+            self.seg_bytes += end - self.mark;
             self.mark = end;
         }
     }
 
     /// Write everything queued, `MAX_IOV` segments per system call.
+    #[cfg(test)]
     pub async fn flush(&mut self, w: &mut BoxWrite) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_flush(w, cx)).await
+    }
+
+    /// Write everything queued, `MAX_IOV` segments per system call, going
+    /// on from where the last poll stopped. Ready: all written (the batch
+    /// is then empty) or failed (the batch is dropped).
+    pub fn poll_flush(&mut self, w: &mut BoxWrite, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.close_head();
-        let r = self.write_all(w).await;
-        self.clear();
+        let r = self.poll_write_all(w, cx);
+        if r.is_ready() {
+            self.clear();
+        }
         r
     }
 
@@ -98,25 +120,49 @@ impl OutBatch {
         self.head.clear();
         self.mark = 0;
         self.segs.clear();
+        self.seg_bytes = 0;
+        self.at = (0, 0);
     }
 
-    async fn write_all(&self, w: &mut BoxWrite) -> io::Result<()> {
+    /// I/O vector entries for the segments from `i` (the first from
+    /// `off`), as many as fit; returns how many.
+    fn fill_iov<'a>(&'a self, i: usize, off: usize, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut k = 0;
+        for (j, seg) in self.segs[i..].iter().take(iov.len()).enumerate() {
+            let s: &[u8] = match seg {
+                Seg::Head(a, b) => &self.head[*a..*b],
+                Seg::Data(d) => d,
+            };
+            iov[k] = IoSlice::new(if j == 0 { &s[off..] } else { s });
+            k += 1;
+        }
+        k
+    }
+
+    fn poll_write_all(&mut self, w: &mut BoxWrite, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Position: segment index and offset inside it.
-        let (mut i, mut off) = (0usize, 0usize);
+        let (mut i, mut off) = self.at;
         while i < self.segs.len() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut k = 0;
-            for (j, seg) in self.segs[i..].iter().take(MAX_IOV).enumerate() {
-                let s: &[u8] = match seg {
-                    Seg::Head(a, b) => &self.head[*a..*b],
-                    Seg::Data(d) => d,
-                };
-                iov[k] = IoSlice::new(if j == 0 { &s[off..] } else { s });
-                k += 1;
-            }
-            let mut n = w.write_vectored(&iov[..k]).await?;
+            // A small vector for the usual few segments (filling 64 entries
+            // costs more than the rest of the write's user-space work).
+            let r = if self.segs.len() - i <= SMALL_IOV {
+                let mut iov = [IoSlice::new(&[]); SMALL_IOV];
+                let k = self.fill_iov(i, off, &mut iov);
+                Pin::new(&mut *w).poll_write_vectored(cx, &iov[..k])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let k = self.fill_iov(i, off, &mut iov);
+                Pin::new(&mut *w).poll_write_vectored(cx, &iov[..k])
+            };
+            let mut n = match r {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    self.at = (i, off);
+                    return Poll::Pending;
+                }
+            };
             if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             // Advance past what was written.
             while n > 0 && i < self.segs.len() {
@@ -131,7 +177,7 @@ impl OutBatch {
                 }
             }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 }
 

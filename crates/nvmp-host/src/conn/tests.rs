@@ -133,3 +133,33 @@ fn cancelled_after_completion_frees_at_once() {
     assert_eq!(free(&st), 1);
     assert_eq!(st.lock().unwrap().cells.len(), 1, "no growth");
 }
+
+/// `any_done` counts completions not yet taken: set by a completion, clear
+/// once it is taken, or dropped, or when it frees an abandoned cell.
+#[test]
+fn done_cells_are_counted_until_taken() {
+    let st = state(2);
+    let (_, wk) = waker();
+    let any = |st: &Mutex<State>| st.lock().unwrap().cells.any_done();
+    let mut a = wait(&st);
+    assert!(poll(&mut a, &wk).is_pending());
+    assert!(!any(&st));
+    complete(&st, a.ticket, status(1));
+    assert!(any(&st));
+    assert_eq!(poll(&mut a, &wk), Poll::Ready(status(1)));
+    assert!(!any(&st), "taken");
+    // Completed, then dropped before it was taken.
+    let mut b = wait(&st);
+    assert!(poll(&mut b, &wk).is_pending());
+    complete(&st, b.ticket, status(2));
+    assert!(any(&st));
+    drop(b);
+    assert!(!any(&st), "dropped");
+    // Abandoned, then completed: freed at once, nothing waits.
+    let c = wait(&st);
+    let t = c.ticket;
+    drop(c);
+    complete(&st, t, status(3));
+    assert!(!any(&st), "abandoned");
+    assert_eq!(free(&st), 2);
+}

@@ -9,12 +9,12 @@
 //! buffer and the driver reads the data into a buffer of the command's
 //! size (recycled once the caller drops it), then hands it back here: the
 //! PDU is handled as if it had been received whole. A C2HData that is all
-//! in the receive buffer takes a short way too ([`QueueCore::receive_c2h`]).
+//! in the receive buffer takes a short way too ([`QueueCore::receive_c2h`]),
+//! and so does a plain CapsuleResp ([`QueueCore::receive_resp`]).
 
 use bytes::{Buf, Bytes, BytesMut};
-use nvmp_wire::pdu::PduType;
-use nvmp_wire::pdu::{DataHead, DataPdu};
-use nvmp_wire::Pdu;
+use nvmp_wire::pdu::{DataHead, DataPdu, PduType, CAPSULE_RESP_HLEN, CH_LEN};
+use nvmp_wire::{Cqe, Pdu};
 
 use super::{Phase, QueueCore, QueueError};
 
@@ -94,5 +94,38 @@ impl<T> QueueCore<T> {
             }
             _ => None,
         }
+    }
+}
+
+/// The common header of a CapsuleResp without header digest: type, no
+/// flags, HLEN 24, PDO 0, PLEN 24.
+const RESP_CH: [u8; CH_LEN] = [
+    PduType::CAPSULE_RESP.0,
+    0,
+    CAPSULE_RESP_HLEN as u8,
+    0,
+    CAPSULE_RESP_HLEN as u8,
+    0,
+    0,
+    0,
+];
+
+impl<T> QueueCore<T> {
+    /// A CapsuleResp that is all in `buf`, with exactly the common header
+    /// the decoder accepts when header digests are off ([`RESP_CH`]), on a
+    /// ready queue: its CQE read in place and taken off `buf`. `None`:
+    /// anything else, left to the decoder (which checks and reports it).
+    #[inline]
+    pub(super) fn receive_resp(&mut self, buf: &mut BytesMut) -> Option<Cqe> {
+        if buf.len() < CAPSULE_RESP_HLEN
+            || buf[..CH_LEN] != RESP_CH
+            || self.decoder.config.digests.header
+            || self.phase != Phase::Ready
+        {
+            return None;
+        }
+        let cqe = Cqe::decode(&buf[CH_LEN..CAPSULE_RESP_HLEN]).ok()?;
+        buf.advance(CAPSULE_RESP_HLEN);
+        Some(cqe)
     }
 }

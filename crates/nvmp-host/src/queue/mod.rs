@@ -263,6 +263,10 @@ impl<T> QueueCore<T> {
                 r.map_err(|e| self.fatal(e))?;
                 continue;
             }
+            if let Some(cqe) = self.receive_resp(buf) {
+                self.on_resp(cqe).map_err(|e| self.fatal(e))?;
+                continue;
+            }
             match self.decoder.decode(buf) {
                 Ok(Some(pdu)) => {
                     if let Err(e) = self.handle(pdu) {
@@ -564,6 +568,14 @@ impl<T> QueueCore<T> {
     /// Next PDU to send.
     pub fn pop_outbound(&mut self) -> Option<Pdu> {
         self.outbound.pop_front()
+    }
+    /// The next PDU to send if it is the only one queued.
+    pub fn pop_sole_outbound(&mut self) -> Option<Pdu> {
+        if self.outbound.len() == 1 {
+            self.outbound.pop_front()
+        } else {
+            None
+        }
     }
     pub fn has_outbound(&self) -> bool {
         !self.outbound.is_empty()

@@ -9,7 +9,10 @@
 //!   `yield_now`), then drains every queued PDU and writes them with
 //!   vectored writes: many PDUs per system call, payloads never copied.
 //!   A command submitted to an idle queue is written by its submitter
-//!   instead, without a task hop ([`write`]: run to completion).
+//!   instead, without a task hop ([`write`]: run to completion). The write
+//!   half has its own mutex, taken once per write (a batch of PDUs), and
+//!   tried by a submitter only on an idle queue: per command, the queue's
+//!   state lock stays the only one.
 //! - The reader reads as much as the socket has, decodes every PDU in it
 //!   (read data are zero-copy slices of the receive buffer) and completes
 //!   the commands under one lock, waking their submitters after it.

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::EncodeOptions;
+use nvmp_wire::pdu::{EncodeOptions, PduType, CAPSULE_CMD_HLEN, CH_LEN};
 use nvmp_wire::Pdu;
 use tokio::io::AsyncWrite;
 
@@ -19,6 +19,18 @@ use crate::transport::BoxWrite;
 const COPY_MAX: usize = 256;
 /// I/O vector entries per `writev` (Linux's UIO_MAXIOV is 1024).
 const MAX_IOV: usize = 64;
+/// The common header of a capsule without data or header digest: type, no
+/// flags, HLEN 72, PDO 0, PLEN 72.
+const CAPSULE_CH: [u8; CH_LEN] = [
+    PduType::CAPSULE_CMD.0,
+    0,
+    CAPSULE_CMD_HLEN as u8,
+    0,
+    CAPSULE_CMD_HLEN as u8,
+    0,
+    0,
+    0,
+];
 /// Segments written with a small I/O vector.
 const SMALL_IOV: usize = 4;
 
@@ -74,6 +86,17 @@ impl OutBatch {
 
     /// Encode `pdu` at the end of the batch.
     pub fn push(&mut self, pdu: &Pdu, enc: EncodeOptions) {
+        // The usual command (a read, a flush): a capsule without data or
+        // header digest is its common header and the SQE, nothing to work
+        // out (the same bytes as `encode_head`; tests below).
+        if let Pdu::CapsuleCmd { sqe, data } = pdu {
+            if data.is_empty() && !enc.digests.header {
+                self.head.reserve(CAPSULE_CMD_HLEN);
+                self.head.extend_from_slice(&CAPSULE_CH);
+                self.head.extend_from_slice(&sqe.to_bytes());
+                return;
+            }
+        }
         let ddgst = pdu.encode_head(enc, &mut self.head);
         if let Some(d) = pdu.data() {
             if d.len() <= COPY_MAX {
@@ -256,10 +279,13 @@ mod tests {
                     data,
                 })
             } else {
-                let sqe = Sqe {
+                let mut sqe = Sqe {
                     cid: i,
+                    nsid: 0x0102_0304 ^ i as u32,
                     ..Sqe::default()
                 };
+                sqe.cdw10 = 0xdead_0000 | i as u32;
+                sqe.cdw15 = !(i as u32);
                 Pdu::CapsuleCmd { sqe, data }
             });
         }

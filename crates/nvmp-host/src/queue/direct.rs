@@ -13,7 +13,9 @@
 //! and so does a plain CapsuleResp ([`QueueCore::receive_resp`]).
 
 use bytes::{Buf, Bytes, BytesMut};
-use nvmp_wire::pdu::{DataHead, DataPdu, PduType, CAPSULE_RESP_HLEN, CH_LEN};
+use nvmp_wire::pdu::{
+    flags, DataHead, DataHeader, DataPdu, PduType, CAPSULE_RESP_HLEN, CH_LEN, DATA_HLEN,
+};
 use nvmp_wire::{Cqe, Pdu};
 
 use super::{Phase, QueueCore, QueueError};
@@ -81,6 +83,16 @@ impl<T> QueueCore<T> {
         if buf.first() != Some(&PduType::C2H_DATA.0) || self.phase != Phase::Ready {
             return None;
         }
+        if let Some((h, last, success)) = self.plain_c2h_head(buf) {
+            buf.advance(DATA_HLEN);
+            let data = buf.split_to(h.length as usize).freeze();
+            return Some(self.on_c2h(DataPdu {
+                header: h,
+                last,
+                success,
+                data,
+            }));
+        }
         match self.decoder.peek_data_head(buf) {
             Ok(Some(h)) if !h.ddgst && buf.len() >= h.plen => {
                 buf.advance(h.pdo);
@@ -94,6 +106,47 @@ impl<T> QueueCore<T> {
             }
             _ => None,
         }
+    }
+
+    /// The header of a C2HData all in `buf` when nothing about it needs
+    /// the decoder's general checks: no digests on the connection, flags
+    /// none, LAST_PDU, or LAST_PDU with SUCCESS, HLEN and PDO 24, DATAL the
+    /// rest of PLEN and not zero, PLEN within the decoder's limit, DATAO +
+    /// DATAL without overflow. Everything else (valid or not) is left to
+    /// the decoder, which accepts the same PDUs and reports the others.
+    #[inline]
+    fn plain_c2h_head(&self, buf: &[u8]) -> Option<(DataHeader, bool, bool)> {
+        let cfg = &self.decoder.config;
+        if buf.len() < DATA_HLEN || cfg.digests.header || cfg.digests.data {
+            return None;
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        let (fl, hlen, pdo, plen) = (buf[1], buf[2] as usize, buf[3] as usize, u32_at(4) as usize);
+        let (last, success) = match fl {
+            0 => (false, false),
+            flags::LAST_PDU => (true, false),
+            f if f == flags::LAST_PDU | flags::SUCCESS => (true, true),
+            _ => return None,
+        };
+        let (offset, length) = (u32_at(12), u32_at(16));
+        if hlen != DATA_HLEN
+            || pdo != DATA_HLEN
+            || length == 0
+            || plen != DATA_HLEN + length as usize
+            || plen > self.decoder.max_plen()
+            || buf.len() < plen
+            || offset.checked_add(length).is_none()
+        {
+            return None;
+        }
+        let h = DataHeader {
+            cccid: u16_at(8),
+            ttag: u16_at(10),
+            offset,
+            length,
+        };
+        Some((h, last, success))
     }
 }
 

@@ -12,6 +12,8 @@ mod direct;
 pub mod slots;
 mod stall;
 #[cfg(test)]
+mod short_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;

@@ -53,8 +53,8 @@ use crate::command::{Completion, IoRequest, RequestSource};
 use crate::error::HostError;
 use crate::queue::{Direct, QueueConfig, QueueCore, QueueError, SubmitError};
 use crate::transport::{BoxRead, BoxWrite};
+use cells::Cells;
 pub(crate) use cells::Ticket;
-use cells::{Cells, Wait};
 use recv::{DataPool, RecvBuf};
 use write::WriteSide;
 
@@ -233,17 +233,12 @@ impl Conn {
             }
             Err(e) => return Err(e),
         };
-        Ok(Wait {
-            state: &self.sh.state,
-            ticket,
-            finished: false,
-        }
-        .await)
+        Ok(self.clone().queued(ticket).await)
     }
 
     /// Queue one command now if a slot is free, without waiting:
     /// [`SubmitError::Full`] hands it back when every slot is taken. The
-    /// completion is then awaited with [`Queued`] (or [`Wait`]).
+    /// completion is then awaited with [`Queued`].
     #[inline]
     pub fn send_now<R: RequestSource>(
         &self,
@@ -304,7 +299,7 @@ impl Conn {
 
     /// The completion of a command queued by [`Conn::send_now`], as a future
     /// that owns its queue handle (dropped before completion, it abandons
-    /// the command's cell, as [`Wait`] does).
+    /// the command's cell).
     pub fn queued(self, ticket: Ticket) -> Queued {
         Queued {
             conn: self,
@@ -328,8 +323,10 @@ impl Conn {
     }
 }
 
-/// The completion of one queued command ([`Conn::queued`]): [`Wait`] with
-/// the queue handle owned, for callers that keep no borrow of the queue.
+/// The completion of one queued command ([`Conn::queued`], also awaited by
+/// [`Conn::submit`]): ready when the command has completed; dropped before
+/// that, it abandons the command's cell. It owns its queue handle (one
+/// `Arc` clone), so callers keep no borrow of the queue.
 pub(crate) struct Queued {
     conn: Conn,
     ticket: Ticket,

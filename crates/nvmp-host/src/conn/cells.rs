@@ -7,8 +7,6 @@
 //! The cells live in the same mutex as the queue's core ([`super::State`]):
 //! one lock per queue, as quinn keeps one `Mutex<State>` per connection.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -153,33 +151,6 @@ impl Cells {
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The submitter's side of a completion cell: ready when the command has
-/// completed; dropped before that, it abandons the cell.
-pub(crate) struct Wait<'a> {
-    pub state: &'a Mutex<State>,
-    pub ticket: Ticket,
-    pub finished: bool,
-}
-
-impl Future for Wait<'_> {
-    type Output = Completion;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
-        let this = self.get_mut();
-        poll_cell(this.state, this.ticket, &mut this.finished, cx)
-    }
-}
-
-impl Drop for Wait<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if !self.finished {
-            drop_cell(self.state, self.ticket, false);
-        }
-    }
 }
 
 /// Poll the cell of `ticket`: ready with the completion once it arrived

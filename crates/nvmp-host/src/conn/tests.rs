@@ -1,14 +1,12 @@
 //! The completion cells under the queue's one lock.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use nvmp_wire::{Digests, Status};
 
-use super::cells::{Cells, Wait};
+use super::cells::{self, Cells, Ticket};
 use super::State;
 use crate::command::Completion;
 use crate::queue::{QueueConfig, QueueCore};
@@ -40,6 +38,20 @@ fn status(n: u16) -> Completion {
     }
 }
 
+/// A submitter's side of a cell, as [`super::Queued`] is without its queue
+/// handle: polled with [`poll`], abandons the cell when dropped unfinished.
+struct Wait<'a> {
+    state: &'a Mutex<State>,
+    ticket: Ticket,
+    finished: bool,
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        cells::drop_cell(self.state, self.ticket, self.finished);
+    }
+}
+
 fn wait(st: &Mutex<State>) -> Wait<'_> {
     let ticket = st.lock().unwrap().cells.take();
     Wait {
@@ -50,11 +62,16 @@ fn wait(st: &Mutex<State>) -> Wait<'_> {
 }
 
 fn poll(w: &mut Wait<'_>, waker: &Waker) -> Poll<Completion> {
-    Pin::new(w).poll(&mut Context::from_waker(waker))
+    cells::poll_cell(
+        w.state,
+        w.ticket,
+        &mut w.finished,
+        &mut Context::from_waker(waker),
+    )
 }
 
 /// Complete as the reader does: under the lock, wake after it.
-fn complete(st: &Mutex<State>, t: super::cells::Ticket, c: Completion) {
+fn complete(st: &Mutex<State>, t: Ticket, c: Completion) {
     let w = st.lock().unwrap().cells.complete(t, c);
     if let Some(w) = w {
         w.wake();

@@ -9,10 +9,10 @@
 //! completion.
 
 mod direct;
-pub mod slots;
-mod stall;
 #[cfg(test)]
 mod short_tests;
+pub mod slots;
+mod stall;
 #[cfg(test)]
 mod tests;
 

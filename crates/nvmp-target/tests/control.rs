@@ -138,6 +138,41 @@ async fn control_socket_and_cli() {
     .await
     .unwrap();
     assert!(!r.ok && r.error.unwrap().contains("no namespace 3"));
+    // A populated RAM namespace at run time (its memory is faulted in off
+    // the runtime's workers): zeroes until written, what was written after;
+    // more than the machine has is refused.
+    let r = socket::request(
+        &sock,
+        &Request::AddNamespace {
+            subsystem: SUB.into(),
+            namespace: serde_json::json!({"nsid": 4, "enable": 1, "ana_grpid": 1,
+                "device": {"size": "8M", "populate": "1"}}),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(r.ok, "{r:?}");
+    let w = bytes::Bytes::from(vec![4u8; 512]);
+    let (c, _) = io
+        .command(write_sqe(4, 1, 1, false), Some(w), 0)
+        .await
+        .unwrap();
+    assert!(c.status.is_success());
+    let (c, d) = io.command(read_sqe(4, 0, 3), None, 1536).await.unwrap();
+    assert!(c.status.is_success());
+    assert!(d[..512].iter().all(|b| *b == 0) && d[1024..].iter().all(|b| *b == 0));
+    assert!(d[512..1024].iter().all(|b| *b == 4));
+    let r = socket::request(
+        &sock,
+        &Request::AddNamespace {
+            subsystem: SUB.into(),
+            namespace: serde_json::json!({"nsid": 5, "enable": 1, "ana_grpid": 1,
+                "device": {"size": "64T", "populate": "1"}}),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!r.ok && r.error.unwrap().contains("available"));
 
     // Port down / up through the CLI.
     run_command(TargetCommand::Port {

@@ -190,7 +190,18 @@ async fn serve_one(h: TargetHandle, s: UnixStream) -> std::io::Result<()> {
             return Ok(());
         }
         let resp = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => apply(&h, req),
+            // Off the runtime's workers: adding a populated RAM namespace
+            // faults all of its memory in first (up to seconds per GiB).
+            Ok(req) => {
+                let h = h.clone();
+                tokio::task::spawn_blocking(move || apply(&h, req))
+                    .await
+                    .unwrap_or_else(|e| Response {
+                        ok: false,
+                        error: Some(format!("request failed: {e}")),
+                        status: None,
+                    })
+            }
             Err(e) => Response {
                 ok: false,
                 error: Some(format!("bad request: {e}")),

@@ -153,8 +153,10 @@ pub fn mapped_bytes() -> usize {
 /// 2 MiB, advised `MADV_HUGEPAGE` and faulted in at once
 /// (`MADV_POPULATE_WRITE`; on kernels older than 5.14, by writing to every
 /// page), so that reads walk one level of page table less and miss the TLB
-/// far less, and no write ever pays for faulting a page (a fresh huge page
-/// costs milliseconds here, which made huge pages on demand a loss).
+/// less (on the development VM no read gain was resolvable once reads are
+/// warmed per batch: docs/PERFORMANCE.md), and first writes fault nothing
+/// in (a fresh huge page costs milliseconds here, which made huge pages on
+/// demand a loss).
 /// Refused when the system's available memory (`MemAvailable`) cannot hold
 /// it. Dropped slots go back to the process's pool like any other.
 pub fn populated(n: usize) -> std::io::Result<Vec<Slot>> {
@@ -174,7 +176,15 @@ pub fn populated(n: usize) -> std::io::Result<Vec<Slot>> {
     // Advice only: without transparent huge pages the slots are 4 KiB
     // pages, still all resident.
     let _ = m.advise_range(Advice::HugePage, off, len);
-    let faulted = m.advise_range(Advice::PopulateWrite, off, len).is_ok();
+    // EINVAL: a kernel without MADV_POPULATE_WRITE (before 5.14), so the
+    // pages are written below; any other error (no memory) is the caller's,
+    // and the mapping is unmapped.
+    const EINVAL: i32 = 22;
+    let faulted = match m.advise_range(Advice::PopulateWrite, off, len) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(EINVAL) => false,
+        Err(e) => return Err(e),
+    };
     let m = Box::leak(Box::new(m));
     let mem = &mut m[off..off + len];
     if !faulted {

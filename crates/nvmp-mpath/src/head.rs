@@ -65,7 +65,12 @@ pub struct NamespaceHead {
 }
 
 pub(crate) fn policy_from_u8(v: u8) -> IoPolicy {
-    IoPolicy::ALL.get(v as usize).copied().unwrap_or_default()
+    match v {
+        1 => IoPolicy::RoundRobin,
+        2 => IoPolicy::QueueDepth,
+        3 => IoPolicy::ServiceTime,
+        _ => IoPolicy::Numa,
+    }
 }
 
 impl NamespaceHead {
@@ -154,6 +159,11 @@ impl NamespaceHead {
         let left = self
             .paths
             .update(|old| {
+                // Marked first: a command that still holds the old list
+                // does not choose them.
+                for p in old.iter().filter(|p| p.ctrl.name == ctrl_name) {
+                    p.mark_removed();
+                }
                 Ok::<_, std::convert::Infallible>(
                     old.iter()
                         .filter(|p| p.ctrl.name != ctrl_name)

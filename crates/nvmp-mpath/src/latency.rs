@@ -219,13 +219,18 @@ impl Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
-        let class = size_class(Self::bytes(req));
         let start_ns = SAMPLER.with(|c| {
             let mut s = c.get();
             let t = s.step(now_ns, paths > 1);
             c.set(s);
             t
         });
+        // (Untimed with one path: nothing reads the class.)
+        let class = if paths > 1 || start_ns != 0 {
+            size_class(Self::bytes(req))
+        } else {
+            0
+        };
         Timing { start_ns, class }
     }
     /// Not timed, but with `req`'s size class (for choosing on a retry).

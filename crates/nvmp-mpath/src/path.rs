@@ -67,15 +67,19 @@ pub struct Path {
     pub name: String,
     pub nsid: u32,
     pub anagrpid: u32,
-    /// The ANA state (low byte) and the pending flag ([`ANA_PENDING`]) in
-    /// one word: one load tells whether the path may be used, and a fresh
-    /// state and the flag it clears change together.
+    /// The ANA state (low byte), the pending flag ([`ANA_PENDING`]) and
+    /// the removed flag ([`REMOVED`]) in one word: one load tells whether
+    /// the path may be used, and a fresh state and the flag it clears
+    /// change together.
     ana: AtomicU16,
     pub stats: PathStats,
 }
 
 /// The "ANA error seen, log not re-read yet" bit of [`Path`]'s ANA word.
 const ANA_PENDING: u16 = 0x100;
+/// The "removed from its head" bit of [`Path`]'s ANA word (its controller
+/// was unlinked; the path is never used again).
+const REMOVED: u16 = 0x200;
 
 impl Path {
     pub fn new(
@@ -99,7 +103,15 @@ impl Path {
     }
     /// Set the ANA state from a fresh log; clears the pending flag. Returns the old state.
     pub fn set_ana_state(&self, s: AnaState) -> AnaState {
-        AnaState(self.ana.swap(s.0 as u16, Relaxed) as u8)
+        let old = self
+            .ana
+            .fetch_update(Relaxed, Relaxed, |w| Some((w & REMOVED) | s.0 as u16))
+            .unwrap_or_else(|w| w);
+        AnaState(old as u8)
+    }
+    /// The path's controller was unlinked: never choose it again.
+    pub(crate) fn mark_removed(&self) {
+        self.ana.fetch_or(REMOVED, Relaxed);
     }
     pub fn ana_pending(&self) -> bool {
         self.ana.load(Relaxed) & ANA_PENDING != 0
@@ -110,7 +122,8 @@ impl Path {
         self.ctrl.ana_reread.notify_one();
     }
     /// What the path's ANA word allows: `Some(optimized)` when its state is
-    /// optimized or non-optimized and no ANA error is pending (one load).
+    /// optimized or non-optimized, no ANA error is pending and the path was
+    /// not removed (one load).
     #[inline]
     pub fn ana_usable(&self) -> Option<bool> {
         match self.ana.load(Relaxed) {
@@ -119,13 +132,11 @@ impl Path {
             _ => None,
         }
     }
-    /// Whether the path's controller serves I/O now: live, not removed,
-    /// no stalled queue.
+    /// Whether the path's controller serves I/O now: live, no stalled
+    /// queue. (Removal is in the ANA word: [`Path::ana_usable`].)
     #[inline]
     pub fn ctrl_serving(&self) -> bool {
-        !self.ctrl.removed.load(Relaxed)
-            && self.ctrl.ctrl.state() == CtrlState::Live
-            && !self.ctrl.ctrl.is_stalled()
+        self.ctrl.ctrl.state() == CtrlState::Live && !self.ctrl.ctrl.is_stalled()
     }
     /// `self.view().is_optimized()`, reading only what that needs (the
     /// sticky policy's per-command check).
@@ -137,6 +148,7 @@ impl Path {
     /// that needs.
     #[inline]
     pub fn usable_now(&self) -> Option<bool> {
+        // (ana_usable is None for a removed path.)
         self.ana_usable().filter(|_| self.ctrl_serving())
     }
     pub fn view(&self) -> PathView {

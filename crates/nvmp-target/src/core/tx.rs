@@ -240,6 +240,12 @@ impl TxBuf {
         self.queued == self.sent
     }
 
+    /// How many slices [`TxBuf::iovecs`] would give (all of them).
+    pub fn segments(&mut self) -> usize {
+        self.seal();
+        self.segs.len()
+    }
+
     /// Fill `iov` with the queued slices, in order; returns how many.
     /// Cold read data among them is loaded into the cache first, as one
     /// batch ([`ram::warm`]).

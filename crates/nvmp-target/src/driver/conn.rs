@@ -117,14 +117,26 @@ impl Wire for nvmp_tls::TlsWrite {
     }
 }
 
+/// Slices of a write small enough for a small I/O vector (a reply or a
+/// few): filling the whole [`MAX_IOV`] array costs more than the write's
+/// own work at queue depth 1.
+const SMALL_IOV: usize = 8;
+
 /// Write as much as the socket takes without waiting; returns bytes written.
 fn flush<W: Wire>(wr: &W, tx: &mut TxBuf, calls: &mut u64) -> std::io::Result<usize> {
     let mut total = 0;
     while !tx.is_empty() {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let n = tx.iovecs(&mut iov);
         *calls += 1;
-        match wr.try_write_vectored(&iov[..n]) {
+        let r = if tx.segments() <= SMALL_IOV {
+            let mut iov = [IoSlice::new(&[]); SMALL_IOV];
+            let n = tx.iovecs(&mut iov);
+            wr.try_write_vectored(&iov[..n])
+        } else {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = tx.iovecs(&mut iov);
+            wr.try_write_vectored(&iov[..n])
+        };
+        match r {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(w) => {
                 tx.advance(w);

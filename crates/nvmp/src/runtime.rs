@@ -24,6 +24,18 @@ pub struct RuntimeArgs {
     pub workers: Option<u16>,
 }
 
+/// Task polls between two looks at the I/O driver while polling. Not 1:
+/// with 1, tokio 1.54 runs its maintenance before every task and the
+/// spinners starve everything else (seen: a target that never accepted).
+/// Not 2 either (sessions 3–5): looking every other task poll takes each
+/// completion as it lands and sends each command alone, a system call
+/// apiece, and `nvmp --poll bench` at one queue of depth 32 reached only
+/// 200–280k reads/s, less than sleeping. With 8 the tasks that are ready
+/// run as a batch between looks: 378k–467k (2 on the same machine, same
+/// build, interleaved: 202k–282k), and QD1's p50 did not move beyond the
+/// noise (33–40 µs vs 28–33 µs; 16: 30–34; 32: 32–34; docs/PERFORMANCE.md).
+const POLL_EVENT_INTERVAL: u32 = 8;
+
 /// Build the runtime `a` asks for.
 pub fn build(a: &RuntimeArgs) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -32,10 +44,7 @@ pub fn build(a: &RuntimeArgs) -> std::io::Result<tokio::runtime::Runtime> {
         b.worker_threads(n as usize);
     }
     if a.poll {
-        // Not 1: with 1, tokio 1.54 runs its maintenance before every task
-        // and the spinners starve everything else (seen: a target that never
-        // accepted). 2 checks the driver every other task poll.
-        b.event_interval(2);
+        b.event_interval(POLL_EVENT_INTERVAL);
     }
     let rt = b.build()?;
     if a.poll {

@@ -3,17 +3,12 @@
 //! buffers of their own ([`crate::queue::Direct`]), small ones as slices of
 //! the receive buffer, in one stream; the data are exact either way.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::{DataHeader, DataPdu, EncodeOptions, IcResp};
-use nvmp_wire::{Cqe, Digests, Opcode, Pdu, PduConfig, PduDecoder, Role, Sqe, Status};
+use nvmp_wire::pdu::{DataHeader, DataPdu, EncodeOptions};
+use nvmp_wire::{Cqe, Opcode, Pdu, PduConfig, PduDecoder, Role, Sqe, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::Conn;
 use crate::command::IoRequest;
-use crate::queue::QueueConfig;
-use crate::transport::{BoxRead, BoxWrite};
 
 fn pattern(cid: u16, n: usize) -> Bytes {
     (0..n)
@@ -34,13 +29,7 @@ async fn controller(mut s: tokio::io::DuplexStream, piece: usize) {
         let mut cmds = Vec::new();
         loop {
             match dec.decode(&mut buf) {
-                Ok(Some(Pdu::IcReq(_))) => Pdu::IcResp(IcResp {
-                    pfv: 0,
-                    cpda: 0,
-                    digests: Digests::NONE,
-                    maxh2cdata: 1 << 20,
-                })
-                .encode(enc, &mut out),
+                Ok(Some(Pdu::IcReq(_))) => super::tests::ic_resp().encode(enc, &mut out),
                 Ok(Some(Pdu::CapsuleCmd { sqe, .. })) => cmds.push(sqe),
                 Ok(Some(p)) => panic!("unexpected {p:?}"),
                 Ok(None) => break,
@@ -85,17 +74,7 @@ async fn large_and_small_reads_arrive_exact_in_pieces_of_any_size() {
     for piece in [1usize << 20, 65_536, 4_097, 1_000, 24] {
         let (a, b) = tokio::io::duplex(256 * 1024);
         tokio::spawn(controller(b, piece));
-        let (r, w) = tokio::io::split(a);
-        let cfg = QueueConfig {
-            qid: 1,
-            queue_size: 32,
-            digests: Digests::NONE,
-            inline_max: 8192,
-            max_data_len: 1 << 20,
-        };
-        let (r, w): (BoxRead, BoxWrite) = (Box::new(r), Box::new(w));
-        let q = Conn::start(r, w, cfg, Box::new(|_, _| {}));
-        q.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let q = super::tests::conn_over(a).await;
         // Sizes around the direct threshold, with and without SUCCESS;
         // several rounds so that pooled buffers are reused.
         let sizes = [

@@ -4,12 +4,44 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use nvmp_wire::{Digests, Status};
+use nvmp_wire::pdu::IcResp;
+use nvmp_wire::{Digests, Pdu, Status};
 
 use super::cells::{self, Cells, Ticket};
 use super::State;
 use crate::command::Completion;
 use crate::queue::{QueueConfig, QueueCore};
+
+/// What the test controllers of this module's tests answer an ICReq with
+/// (no digests, MAXH2CDATA 1 MiB).
+pub(super) fn ic_resp() -> Pdu {
+    Pdu::IcResp(IcResp {
+        pfv: 0,
+        cpda: 0,
+        digests: Digests::NONE,
+        maxh2cdata: 1 << 20,
+    })
+}
+
+/// A queue over `stream` (the host's end of an in-memory pipe to a test
+/// controller): queue size 32, no digests, ready.
+pub(super) async fn conn_over(stream: tokio::io::DuplexStream) -> super::Conn {
+    let (r, w) = tokio::io::split(stream);
+    let cfg = QueueConfig {
+        qid: 1,
+        queue_size: 32,
+        digests: Digests::NONE,
+        inline_max: 8192,
+        max_data_len: 1 << 20,
+    };
+    let (r, w): (crate::transport::BoxRead, crate::transport::BoxWrite) =
+        (Box::new(r), Box::new(w));
+    let q = super::Conn::start(r, w, cfg, Box::new(|_, _| {}));
+    q.wait_ready(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    q
+}
 
 /// Counts its wake-ups.
 struct Count(AtomicUsize);

@@ -6,14 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use nvmp_wire::pdu::{EncodeOptions, IcResp};
-use nvmp_wire::{Cqe, Digests, Opcode, Pdu, PduConfig, PduDecoder, Role, Sqe, Status};
+use nvmp_wire::pdu::EncodeOptions;
+use nvmp_wire::{Cqe, Opcode, Pdu, PduConfig, PduDecoder, Role, Sqe, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::Conn;
 use crate::command::IoRequest;
-use crate::queue::QueueConfig;
-use crate::transport::{BoxRead, BoxWrite};
 
 fn sum(d: &[u8]) -> u32 {
     d.iter()
@@ -31,13 +28,7 @@ async fn controller(mut s: DuplexStream, seen: Arc<Mutex<Vec<u32>>>) {
         let mut out = BytesMut::new();
         loop {
             match dec.decode(&mut buf) {
-                Ok(Some(Pdu::IcReq(_))) => Pdu::IcResp(IcResp {
-                    pfv: 0,
-                    cpda: 0,
-                    digests: Digests::NONE,
-                    maxh2cdata: 1 << 20,
-                })
-                .encode(enc, &mut out),
+                Ok(Some(Pdu::IcReq(_))) => super::tests::ic_resp().encode(enc, &mut out),
                 Ok(Some(Pdu::CapsuleCmd { sqe, data })) => {
                     seen.lock().unwrap().push(sqe.cdw10);
                     let mut cqe = Cqe::new(sqe.cid, Status::SUCCESS);
@@ -80,17 +71,7 @@ async fn idle_queue_writes_inline_whole_and_in_order_through_a_narrow_stream() {
     let (a, b) = tokio::io::duplex(512);
     let seen = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(controller(b, seen.clone()));
-    let (r, w) = tokio::io::split(a);
-    let cfg = QueueConfig {
-        qid: 1,
-        queue_size: 32,
-        digests: Digests::NONE,
-        inline_max: 8192,
-        max_data_len: 1 << 20,
-    };
-    let (r, w): (BoxRead, BoxWrite) = (Box::new(r), Box::new(w));
-    let q = Conn::start(r, w, cfg, Box::new(|_, _| {}));
-    q.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let q = super::tests::conn_over(a).await;
     let mut want = Vec::new();
     for i in 0..20u32 {
         let req = write(i);

@@ -5,28 +5,12 @@
 //! handling it.
 
 use bytes::BytesMut;
-use nvmp_wire::pdu::IcResp;
-use nvmp_wire::{Digests, Opcode, Pdu, PduConfig, PduDecoder, Role, Sqe};
+use nvmp_wire::{Opcode, PduConfig, PduDecoder, Role, Sqe};
 
 use super::*;
 
 fn ready() -> QueueCore<u32> {
-    let mut q = QueueCore::new(QueueConfig {
-        qid: 1,
-        queue_size: 4,
-        digests: Digests::NONE,
-        inline_max: 8192,
-        max_data_len: 1 << 20,
-    });
-    q.pop_outbound();
-    q.handle(Pdu::IcResp(IcResp {
-        pfv: 0,
-        cpda: 0,
-        digests: Digests::NONE,
-        maxh2cdata: 8192,
-    }))
-    .unwrap();
-    q
+    super::tests::ready(4)
 }
 
 /// `bytes` through `receive`, and through the decoder then `handle`, on

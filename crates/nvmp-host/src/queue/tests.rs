@@ -8,7 +8,8 @@ use nvmp_wire::{Cqe, Digests, Opcode, Pdu, Sqe, Status, StatusCode};
 
 use super::*;
 
-fn ready(queue_size: u16) -> QueueCore<u32> {
+/// A queue core past its ICReq/ICResp exchange (no digests, MAXH2CDATA 8 KiB).
+pub(super) fn ready(queue_size: u16) -> QueueCore<u32> {
     let mut q = QueueCore::new(QueueConfig {
         qid: 1,
         queue_size,

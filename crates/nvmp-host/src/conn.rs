@@ -355,6 +355,7 @@ impl Drop for Queued {
     }
 }
 
+#[inline]
 fn lock(sh: &Shared) -> MutexGuard<'_, State> {
     sh.state.lock().unwrap_or_else(|p| p.into_inner())
 }

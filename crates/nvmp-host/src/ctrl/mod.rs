@@ -687,6 +687,7 @@ impl Drop for OutstandingGuard<'_> {
 /// thread: each runtime worker keeps to its own queue, so a queue's state
 /// stays in one core's cache and no counter is shared between cores.
 /// Otherwise (fewer or more queues than cores) round robin.
+#[inline]
 fn pick_queue(rr: &AtomicUsize, n: usize) -> usize {
     use std::cell::Cell;
     use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! interleaved in rounds within one run, reported as a ratio; then
 //! round-robin and queue-depth over two paths against one path.
 //!
-//! `cargo bench -p nvmp-mpath --bench overhead` (env `NVMP_BENCH_SECS` sets
+//! `cargo bench -p nvmp-bench --bench overhead` (env `NVMP_BENCH_SECS` sets
 //! the seconds per round, default 1; `NVMP_BENCH_ROUNDS` the rounds, default 5).
 //!
 //! Time on a shared 2-core machine is noisy, so there is also a count mode

@@ -6,9 +6,9 @@
 //! target in process (a 256 MiB RAM namespace), or with
 //! `NVMP_BENCH_TARGET=fake` the small RAM controller of the tests; both
 //! over TCP loopback, sharing the process and its cores with the host. `NVMP_BENCH_SECS` per workload
-//! (default 3). Run: `cargo bench -p nvmp-host --bench controller`.
+//! (default 3). Run: `cargo bench -p nvmp-bench --bench controller`.
 
-#[path = "../tests/common/fake.rs"]
+#[path = "../../nvmp-host/tests/common/fake.rs"]
 mod fake;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,8 +16,10 @@ use crate::sqe::{Sqe, SQE_LEN};
 
 mod decode;
 mod encode;
+mod plain;
 pub use decode::{DataHead, PduDecoder};
 pub use encode::{data_digest, EncodeOptions};
+pub use plain::Plain;
 
 /// Common header length.
 pub const CH_LEN: usize = 8;

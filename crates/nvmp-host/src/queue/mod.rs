@@ -261,12 +261,13 @@ impl<T> QueueCore<T> {
             return Err(QueueError::Closed);
         }
         loop {
-            if let Some(r) = self.receive_c2h(buf) {
+            if let Some(r) = self.receive_short(buf) {
                 r.map_err(|e| self.fatal(e))?;
-                continue;
-            }
-            if let Some(cqe) = self.receive_resp(buf) {
-                self.on_resp(cqe).map_err(|e| self.fatal(e))?;
+                // All taken (the common case): no call to the decoder to
+                // find that out.
+                if buf.is_empty() {
+                    return Ok(());
+                }
                 continue;
             }
             match self.decoder.decode(buf) {

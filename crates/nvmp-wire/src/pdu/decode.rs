@@ -54,6 +54,7 @@ impl PduDecoder {
     }
 
     /// The largest PLEN this decoder accepts.
+    #[inline]
     pub fn max_plen(&self) -> usize {
         // header + hdgst + worst-case padding (32 dwords) + data + ddgst
         IC_LEN + DIGEST_LEN + 128 + self.config.max_data_len as usize + DIGEST_LEN

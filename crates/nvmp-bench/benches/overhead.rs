@@ -11,6 +11,8 @@
 //! sets up the same target, controller and head, runs N sequential 4 KiB
 //! reads through the chosen one, and exits (`head2`, `head-st2`: numa and
 //! service-time over two paths, two controllers on the target's two ports;
+//! `head-st2-full`: the same with the sampler timing one command in 64, as
+//! at full rate, where valgrind's slowness would make it time one in 4–8;
 //! the second controller's timers and connection run in both). `NVMP_BENCH_SIZES=1` also
 //! prints the sizes of the controller's and the head's submit futures. Under
 //! `valgrind --tool=callgrind`, the difference of two N gives instructions
@@ -161,7 +163,7 @@ async fn count_mode(n: u64, mode: &str) {
         .unwrap();
     let mp = Multipath::new(MpathConfig::default());
     mp.add_controller(c.clone()).await.unwrap();
-    if mode.ends_with('2') {
+    if mode.ends_with('2') || mode.ends_with("2-full") {
         // A second path (the target's second port): the choice is real.
         let c2 = Controller::connect(opts(t.local_addr(2).unwrap()))
             .await
@@ -173,7 +175,10 @@ async fn count_mode(n: u64, mode: &str) {
         "bare" => Dev::Bare(c.clone(), head.capacity_blocks()),
         "head" | "head2" => Dev::Head(head.clone()),
         "head-read" => Dev::HeadRead(head.clone()),
-        "head-st" | "head-st2" => {
+        "head-st" | "head-st2" | "head-st2-full" => {
+            if mode.ends_with("-full") {
+                nvmp_mpath::latency::sample_as_at_full_rate(true);
+            }
             // The same through the service-time policy: timed, latency-weighted choice.
             mp.subsystem(NQN)
                 .unwrap()
@@ -181,7 +186,7 @@ async fn count_mode(n: u64, mode: &str) {
             Dev::Head(head.clone())
         }
         other => {
-            panic!("NVMP_BENCH_MODE={other}: expected bare, head, head2, head-read, head-st or head-st2")
+            panic!("NVMP_BENCH_MODE={other}: expected bare, head, head2, head-read, head-st, head-st2 or head-st2-full")
         }
     };
     if std::env::var("NVMP_BENCH_SIZES").is_ok() {

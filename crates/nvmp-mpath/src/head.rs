@@ -185,17 +185,25 @@ impl NamespaceHead {
 
     /// The common case of [`NamespaceHead::choose`], inlined into `submit`:
     /// the sticky path while it is still optimized (`numa`, one NUMA node),
-    /// or the best path by expected completion time (`service-time`).
-    /// None: ask `choose`.
+    /// or the best path by expected completion time (`service-time`, with
+    /// this thread's run on the list of `version`), and the command's
+    /// timing. None: ask `choose`.
     #[inline(always)]
-    fn choose_fast(&self, paths: &[Arc<Path>], policy: IoPolicy, tm: &Timing) -> Option<usize> {
+    fn choose_fast(
+        &self,
+        paths: &[Arc<Path>],
+        version: u64,
+        policy: IoPolicy,
+        req: &IoRequest,
+    ) -> (Timing, Option<usize>) {
         match policy {
             IoPolicy::Numa if !crate::numa::active() => {
                 let cur = self.current.load(Relaxed);
-                paths.get(cur).filter(|p| p.is_optimized_now()).map(|_| cur)
+                let i = paths.get(cur).filter(|p| p.is_optimized_now()).map(|_| cur);
+                (Timing::NONE, i)
             }
-            IoPolicy::ServiceTime => crate::latency::pick(paths, tm),
-            _ => None,
+            IoPolicy::ServiceTime => crate::run::time_and_pick(version, paths, req),
+            _ => (Timing::NONE, None),
         }
     }
 
@@ -264,9 +272,9 @@ impl NamespaceHead {
         async move {
             req.sqe.nsid = self.nsid;
             let policy = self.policy();
-            let paths = self.paths.current();
-            let tm = Timing::start(policy, &req, paths.len());
-            let i = match self.choose_fast(&paths, policy, &tm) {
+            let (paths, version) = self.paths.current_versioned();
+            let (tm, fast) = self.choose_fast(&paths, version, policy, &req);
+            let i = match fast {
                 Some(i) => i,
                 None => match self.choose(&paths, None, &tm) {
                     Selection::Path(i) => i,

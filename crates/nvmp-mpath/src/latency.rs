@@ -149,49 +149,68 @@ pub fn next_period(period: u32, gap_ns: u64) -> u32 {
     }
 }
 
+/// For instruction counts under valgrind only: sample as a thread at full
+/// rate does, one command in [`SAMPLE_PERIOD_MAX`] (valgrind runs the
+/// program ~50 times slower, so the sampler, which times a command about
+/// every millisecond, would time one in 4 to 8). Read on timed commands
+/// only.
+static FULL_RATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See [`FULL_RATE`]: `nvmp-bench`'s count mode sets it for its
+/// `-full` modes.
+#[doc(hidden)]
+pub fn sample_as_at_full_rate(on: bool) {
+    FULL_RATE.store(on, Relaxed);
+}
+
 /// A thread's sampler: commands left before the next timed one, the
 /// period, when the last timed command started.
-#[derive(Debug, Clone, Copy)]
-struct Sampler {
-    left: u32,
-    period: u32,
-    last_ns: u64,
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    left: Cell<u32>,
+    period: Cell<u32>,
+    last_ns: Cell<u64>,
 }
 
 impl Sampler {
-    const NEW: Sampler = Sampler {
-        left: 0,
-        period: 1,
-        last_ns: 0,
-    };
+    pub(crate) const fn new() -> Sampler {
+        Sampler {
+            left: Cell::new(0),
+            period: Cell::new(1),
+            last_ns: Cell::new(0),
+        }
+    }
     /// One command: its start time from `clock` if it is timed, else 0.
     /// `adapt`: the period follows the rate, else it is the longest.
     #[inline]
-    fn step(&mut self, clock: impl FnOnce() -> u64, adapt: bool) -> u64 {
-        if self.left != 0 {
-            self.left -= 1;
+    pub(crate) fn step(&self, clock: impl FnOnce() -> u64, adapt: bool) -> u64 {
+        let left = self.left.get();
+        if left != 0 {
+            self.left.set(left - 1);
             return 0;
         }
-        let t = clock();
+        self.timed(clock(), adapt)
+    }
+    /// A timed command at `t`.
+    #[cold]
+    fn timed(&self, t: u64, adapt: bool) -> u64 {
         // (No previous timed command: keep the period.)
-        let gap = if self.last_ns == 0 {
+        let last = self.last_ns.get();
+        let gap = if last == 0 {
             u64::MAX
         } else {
-            t.saturating_sub(self.last_ns)
+            t.saturating_sub(last)
         };
-        self.period = if adapt {
-            next_period(self.period, gap)
+        let period = if adapt && !FULL_RATE.load(Relaxed) {
+            next_period(self.period.get(), gap)
         } else {
             SAMPLE_PERIOD_MAX
         };
-        self.left = self.period - 1;
-        self.last_ns = t;
+        self.period.set(period);
+        self.left.set(period - 1);
+        self.last_ns.set(t);
         t
     }
-}
-
-thread_local! {
-    static SAMPLER: Cell<Sampler> = const { Cell::new(Sampler::NEW) };
 }
 
 /// The timing of one command through the head: started before the path
@@ -219,12 +238,12 @@ impl Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
-        let start_ns = SAMPLER.with(|c| {
-            let mut s = c.get();
-            let t = s.step(now_ns, paths > 1);
-            c.set(s);
-            t
-        });
+        crate::run::with_sampler(|s| Self::start_with(s, req, paths))
+    }
+    /// [`Timing::start`] under `service-time`, with this thread's sampler.
+    #[inline(always)]
+    pub(crate) fn start_with(s: &Sampler, req: &IoRequest, paths: usize) -> Timing {
+        let start_ns = s.step(now_ns, paths > 1);
         // (Untimed with one path: nothing reads the class.)
         let class = if paths > 1 || start_ns != 0 {
             size_class(Self::bytes(req))
@@ -289,59 +308,116 @@ pub fn annotate(views: &mut [PathView], paths: &[Arc<Path>], tm: &Timing) {
 /// state is checked (a winner whose controller does not serve now sends
 /// the command the slow way). With one path there is nothing to compare:
 /// it is chosen if usable, as Linux's round-robin does with a single path.
+/// With several, the thread's `run` on this head is used while it holds,
+/// and started from the ranking otherwise ([`crate::run`]).
 #[inline]
-pub fn pick(paths: &[Arc<Path>], tm: &Timing) -> Option<usize> {
+pub fn pick(paths: &[Arc<Path>], tm: &Timing, run: &crate::run::Run) -> Option<usize> {
     if let [p] = paths {
         return p.usable_now().map(|_| 0);
     }
-    pick_with(paths, tm, |i| &paths[i].stats.latency)
+    if let Some(i) = run.next(paths, tm) {
+        return Some(i);
+    }
+    let r = rank_all(paths, tm, |i| &paths[i].stats.latency);
+    let i = r.winner(paths)?;
+    run.start(paths, &r, tm);
+    Some(i)
 }
 
-/// [`pick`] with path `i`'s latency statistics from `lat(i)` (tests give
-/// their own).
+/// [`pick`] without a run, with path `i`'s latency statistics from
+/// `lat(i)` (tests give their own).
 #[inline(always)]
 pub fn pick_with<'a>(
     paths: &[Arc<Path>],
     tm: &Timing,
     lat: impl Fn(usize) -> &'a PathLatency,
 ) -> Option<usize> {
-    // The smallest rank wins; ties go to the first.
-    let mut best = (u64::MAX, 0);
+    rank_all(paths, tm, lat).winner(paths)
+}
+
+/// A ranking of the paths: the winner (smallest rank; ties go to the
+/// first), its rank and estimate, and the runner-up's rank.
+#[derive(Debug, Clone, Copy)]
+pub struct Ranked {
+    pub best: usize,
+    pub best_rank: u64,
+    pub best_estimate_ns: u64,
+    /// The winner ranked first as a probe (due one, nothing outstanding).
+    pub best_probe: bool,
+    /// `u64::MAX`: no other path ranked.
+    pub second_rank: u64,
+}
+
+impl Ranked {
+    /// The winner, if one ranked and its controller serves.
+    #[inline(always)]
+    fn winner(&self, paths: &[Arc<Path>]) -> Option<usize> {
+        (self.best_rank != u64::MAX && paths[self.best].ctrl_serving()).then_some(self.best)
+    }
+}
+
+/// Rank every path ([`rank`]).
+#[inline(always)]
+pub fn rank_all<'a>(
+    paths: &[Arc<Path>],
+    tm: &Timing,
+    lat: impl Fn(usize) -> &'a PathLatency,
+) -> Ranked {
+    let mut r = Ranked {
+        best: 0,
+        best_rank: u64::MAX,
+        best_estimate_ns: 0,
+        best_probe: false,
+        second_rank: u64::MAX,
+    };
     for (i, p) in paths.iter().enumerate() {
-        let r = rank(p, lat(i), tm);
-        if r < best.0 {
-            best = (r, i);
+        let l = lat(i);
+        let (rank, est) = rank(p, l, tm);
+        if rank < r.best_rank {
+            r = Ranked {
+                best: i,
+                best_rank: rank,
+                best_estimate_ns: est,
+                best_probe: est == PROBE,
+                second_rank: r.best_rank,
+            };
+        } else if rank < r.second_rank {
+            r.second_rank = rank;
         }
     }
-    (best.0 != u64::MAX && paths[best.1].ctrl_serving()).then_some(best.1)
+    r
 }
 
 /// The depth a rank counts at most (commands in flight are bounded far
 /// below: 256 queues of 1024).
-const MAX_RANK_DEPTH: u64 = 1 << 20;
+pub(crate) const MAX_RANK_DEPTH: u64 = 1 << 20;
 /// Ranks above this are non-optimized paths ([`rank`]).
-const NON_OPTIMIZED_RANK: u64 = 1 << 62;
+pub(crate) const NON_OPTIMIZED_RANK: u64 = 1 << 62;
+
+/// [`rank`]'s estimate for a path ranked as a probe.
+const PROBE: u64 = u64::MAX;
 
 /// A path's rank for [`pick`]: its expected completion time
 /// ([`crate::select::expected_ns`], below [`NON_OPTIMIZED_RANK`]), plus
 /// that for a non-optimized path (any optimized path ranks first);
-/// `u64::MAX` for a path its ANA word rules out.
+/// `u64::MAX` for a path its ANA word rules out. With the estimate it used
+/// (0: none; [`PROBE`]: a probe, ranked 0).
 #[inline(always)]
-fn rank(p: &Path, l: &PathLatency, tm: &Timing) -> u64 {
+fn rank(p: &Path, l: &PathLatency, tm: &Timing) -> (u64, u64) {
     let class = match p.ana_usable() {
         Some(true) => 0,
         Some(false) => NON_OPTIMIZED_RANK,
-        None => return u64::MAX,
+        None => return (u64::MAX, 0),
     };
-    let depth = (p.ctrl.ctrl.outstanding() as u64).min(MAX_RANK_DEPTH);
+    let depth = p.depth().min(MAX_RANK_DEPTH);
     // (est <= MAX_SAMPLE_NS, depth <= MAX_RANK_DEPTH: the product stays
     // below NON_OPTIMIZED_RANK.)
-    let key = match l.estimate_ns(tm.class) {
-        _ if tm.start_ns != 0 && depth == 0 && l.due_probe(tm.start_ns) => 0,
-        0 => depth,
-        est => est.wrapping_mul(depth + 1),
+    let (key, est) = match l.estimate_ns(tm.class) {
+        _ if tm.start_ns != 0 && depth == 0 && l.due_probe(tm.start_ns) => (0, PROBE),
+        0 => (depth, 0),
+        est => (est.wrapping_mul(depth + 1), est),
     };
-    class | key
+    (class | key, est)
 }
 
 #[cfg(test)]
@@ -431,7 +507,7 @@ mod tests {
     fn the_sampler_times_one_command_per_period() {
         // Commands 10 µs apart: the period doubles at each timed command
         // up to the cap (timed: 0, 1, 3, 7, 15, 31, 63, then every 64th).
-        let mut smp = Sampler::NEW;
+        let smp = Sampler::new();
         let mut now = 1_000_000_000u64;
         let mut timed = vec![];
         for i in 0..400 {
@@ -453,7 +529,7 @@ mod tests {
         want.extend(110..120);
         assert_eq!(timed, want);
         // Not adapting (one path): one in SAMPLE_PERIOD_MAX, whatever the rate.
-        let mut one = Sampler::NEW;
+        let one = Sampler::new();
         let timed: Vec<u64> = (0..200u64)
             .filter(|i| one.step(|| 1_000 + i * 5_000_000, false) != 0)
             .collect();

@@ -30,6 +30,7 @@ pub mod path;
 pub mod policy;
 pub mod registry;
 pub mod resv;
+pub mod run;
 pub mod select;
 pub mod stats;
 pub mod subsys;

@@ -121,6 +121,17 @@ impl Path {
         self.ana.fetch_or(ANA_PENDING, Relaxed);
         self.ctrl.ana_reread.notify_one();
     }
+    /// The ANA word: state, pending flag, removed flag (one load; equal
+    /// words mean the path may be used the same way).
+    #[inline]
+    pub(crate) fn ana_word(&self) -> u16 {
+        self.ana.load(Relaxed)
+    }
+    /// Commands outstanding on the path's controller.
+    #[inline]
+    pub fn depth(&self) -> u64 {
+        self.ctrl.ctrl.outstanding() as u64
+    }
     /// What the path's ANA word allows: `Some(optimized)` when its state is
     /// optimized or non-optimized, no ANA error is pending and the path was
     /// not removed (one load).
@@ -220,6 +231,13 @@ impl PathList {
     /// The current list, from this thread's cache when it holds it.
     #[inline(always)]
     pub fn current(&self) -> Paths {
+        self.current_versioned().0
+    }
+
+    /// [`PathList::current`] and its version (unique in the process; the
+    /// version of this list or an older one).
+    #[inline(always)]
+    pub fn current_versioned(&self) -> (Paths, u64) {
         let v = self.version.load(Acquire);
         let hit = CACHE.try_with(|c| {
             let c = c.try_borrow().ok()?;
@@ -231,8 +249,8 @@ impl PathList {
             }
         });
         match hit {
-            Ok(Some(list)) => list,
-            _ => self.refresh(v),
+            Ok(Some(list)) => (list, v),
+            _ => (self.refresh(v), v),
         }
     }
 

@@ -280,3 +280,107 @@ async fn service_time_fast_path_agrees_with_select() {
     assert!(probes > 0, "the cases include paths due a probe");
     s.mp.shutdown().await;
 }
+
+/// service-time's run (`nvmp_mpath::run`): a ranking's winner takes the
+/// thread's next commands while the ranking holds, and no longer: not past
+/// `RUN_MAX` commands, not for a timed command or one of another size
+/// class, not once the path's ANA word changes (another state, an ANA error
+/// pending), and not once the path is deeper than the run allows.
+#[tokio::test(start_paused = true)]
+async fn a_service_time_run_holds_only_while_its_ranking_does() {
+    use nvmp_mpath::latency::{self, now_ns, PathLatency, Timing};
+    use nvmp_mpath::run::{Run, RUN_MAX};
+    use nvmp_wire::log::AnaState;
+    let s = setup().await;
+    let p0 = path_of(&s, 0);
+    let paths = s.head.paths();
+    let i0 = paths.iter().position(|p| Arc::ptr_eq(p, &p0)).unwrap();
+    for p in paths.iter() {
+        p.set_ana_state(AnaState::OPTIMIZED);
+    }
+    // Path i0 answers in 50 µs, the other in 400 µs.
+    let stats = [PathLatency::default(), PathLatency::default()];
+    stats[i0].record_at(now_ns(), 50_000, 0);
+    stats[1 - i0].record_at(now_ns(), 400_000, 0);
+    let req = read_req(&s.head, 0);
+    let tm = Timing::untimed(&req);
+    let run = Run::new();
+    let start = || {
+        let r = latency::rank_all(&paths, &tm, |i| &stats[i]);
+        assert_eq!(r.best, i0, "the faster path wins");
+        run.start(&paths, &r, &tm);
+    };
+    start();
+    for n in 1..RUN_MAX {
+        assert_eq!(run.next(&paths, &tm), Some(i0), "command {n} of the run");
+    }
+    assert_eq!(
+        run.next(&paths, &tm),
+        None,
+        "a run ends after RUN_MAX commands"
+    );
+
+    // A timed command ranks afresh (probes are checked then).
+    start();
+    let timed = loop {
+        let t = Timing::start(IoPolicy::ServiceTime, &req, 2);
+        if t.is_timed() {
+            break t;
+        }
+    };
+    assert_eq!(run.next(&paths, &timed), None);
+    // So does a command of another size class (estimates are per class).
+    start();
+    let big = IoRequest::with_read(read_req(&s.head, 0).sqe, 128 << 10);
+    assert_eq!(run.next(&paths, &Timing::untimed(&big)), None);
+    assert_eq!(run.next(&paths, &tm), None, "the run is over");
+
+    // The path's ANA state changes, or an ANA error is pending on it.
+    start();
+    p0.set_ana_state(AnaState::NON_OPTIMIZED);
+    assert_eq!(run.next(&paths, &tm), None);
+    p0.set_ana_state(AnaState::OPTIMIZED);
+    start();
+    p0.mark_ana_pending();
+    assert_eq!(run.next(&paths, &tm), None);
+    p0.set_ana_state(AnaState::OPTIMIZED);
+
+    // Depth: ranked at depth 0, a run may take the path one command deeper.
+    // (Held 300 ms: below the 500 ms after which a queue counts as stalled.)
+    start();
+    delay(&s, 1, 300);
+    let c0 = s.ctrls[0].clone();
+    // (Straight to the controller: the NSID the head would set.)
+    let direct = || {
+        let mut r = read_req(&s.head, 0);
+        r.sqe.nsid = s.head.nsid;
+        let c = c0.clone();
+        tokio::spawn(async move { c.submit(r).await })
+    };
+    let held: Vec<_> = (0..2).map(|_| direct()).collect();
+    let _ = wait_until("both held", Duration::from_secs(5), || {
+        c0.outstanding() >= 2
+    })
+    .await;
+    assert_eq!(
+        run.next(&paths, &tm),
+        None,
+        "two deep: past the run's limit"
+    );
+    for h in held {
+        let c = h.await.unwrap();
+        assert!(c.is_success(), "{}", c.status);
+    }
+    start();
+    delay(&s, 1, 300);
+    let one = direct();
+    let _ = wait_until("held", Duration::from_secs(5), || c0.outstanding() >= 1).await;
+    assert_eq!(
+        run.next(&paths, &tm),
+        Some(i0),
+        "one deep: within the limit"
+    );
+    assert!(one.await.unwrap().is_success());
+    delay(&s, 1, 0);
+    s.mp.shutdown().await;
+}

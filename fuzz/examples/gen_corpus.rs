@@ -132,6 +132,27 @@ fn main() {
             4,
         ),
     );
+    // peek_plain: a plain C2HData (512 bytes, LAST_PDU) and CapsuleResp on
+    // a host decoder without digests; the C2HData with a header digest; a
+    // CapsuleResp followed by a C2HData.
+    let plain_c2h = Pdu::C2HData(DataPdu {
+        header: DataHeader {
+            cccid: 3,
+            ttag: 0,
+            offset: 4096,
+            length: 512,
+        },
+        last: true,
+        success: false,
+        data: Bytes::from(vec![0xA5; 512]),
+    });
+    let resp = pdu(&Pdu::CapsuleResp(cqe), 0);
+    write("pdu_plain", "c2hdata", &pdu(&plain_c2h, 0));
+    write("pdu_plain", "capsule_resp", &resp);
+    write("pdu_plain", "c2hdata_hdgst", &pdu(&plain_c2h, 1));
+    let mut stream = resp;
+    stream.extend_from_slice(&pdu(&plain_c2h, 0)[1..]);
+    write("pdu_plain", "capsule_resp_c2hdata", &stream);
 
     // ANA log: 8 bytes of limits, then the log.
     let ana = AnaLog {

@@ -298,7 +298,7 @@ impl NamespaceHead {
             };
             if c.status.is_success() {
                 let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
-                path.stats.record_ok(bytes as u64, &tm);
+                path.stats.record_ok(bytes as u64, &tm, || path.depth());
                 return c;
             }
             let path = path.clone();
@@ -332,7 +332,7 @@ impl NamespaceHead {
                     let c = path.ctrl.ctrl.submit(req.clone()).await;
                     if c.status.is_success() {
                         let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
-                        path.stats.record_ok(bytes as u64, &tm);
+                        path.stats.record_ok(bytes as u64, &tm, || path.depth());
                         return c;
                     }
                     (path, c)

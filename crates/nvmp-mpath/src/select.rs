@@ -33,7 +33,8 @@ pub struct PathView {
     pub distance: u32,
     /// Commands outstanding on the path's controller (queue-depth and service-time).
     pub depth: usize,
-    /// Expected latency of one command on the path, ns (service-time; 0 = unknown).
+    /// Time per command in flight on the path, ns (service-time; 0 = unknown):
+    /// its latency per command that was in flight with it ([`crate::latency::PathLatency`]).
     pub latency_ns: u64,
     /// The path is due a probe (service-time): nothing outstanding, no completion for a while.
     pub probe: bool,
@@ -204,8 +205,8 @@ fn queue_depth(paths: &[PathView]) -> Option<usize> {
     best_by(paths, |p| p.depth as u64)
 }
 
-/// The expected completion time of one more command on a path: its
-/// latency estimate times its outstanding commands plus one. A path due a
+/// The expected completion time of one more command on a path: its time
+/// per command in flight times its outstanding commands plus one. A path due a
 /// probe scores 0, one never measured its depth (a few ns: it is chosen
 /// before any measured path, the least loaded first).
 pub fn expected_ns(p: &PathView) -> u64 {

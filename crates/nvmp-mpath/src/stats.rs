@@ -19,12 +19,13 @@ pub struct PathStats {
 }
 
 impl PathStats {
-    /// A command completed successfully; `tm` records its latency if it was timed.
+    /// A command completed successfully; `tm` records its latency if it
+    /// was timed, with `others()` commands still in flight on the path.
     #[inline]
-    pub fn record_ok(&self, bytes: u64, tm: &Timing) {
+    pub fn record_ok(&self, bytes: u64, tm: &Timing, others: impl FnOnce() -> u64) {
         self.ios.fetch_add(1, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
-        tm.finish(&self.latency);
+        tm.finish(&self.latency, others);
     }
 }
 

@@ -13,7 +13,7 @@
 //! CapsuleResp ([`QueueCore::receive_short`]).
 
 use bytes::{Buf, Bytes, BytesMut};
-use nvmp_wire::pdu::{DataHead, DataPdu, PduType, Plain, CAPSULE_RESP_HLEN};
+use nvmp_wire::pdu::{DataHead, DataPdu, PduType, Plain, CAPSULE_RESP_HLEN, CH_LEN};
 use nvmp_wire::Pdu;
 
 use super::{Phase, QueueCore, QueueError};
@@ -40,7 +40,8 @@ impl<T> QueueCore<T> {
     /// is small, whole, malformed, or for an unknown command) is left to
     /// [`QueueCore::receive`], which decodes and checks it when it is whole.
     pub fn direct_begin(&mut self, buf: &mut BytesMut, min: usize) -> Option<Direct> {
-        if self.phase != Phase::Ready {
+        // (Most reads leave the buffer empty: no call into the decoder then.)
+        if self.phase != Phase::Ready || buf.len() < CH_LEN {
             return None;
         }
         let head = self.decoder.peek_data_head(buf).ok()??;

@@ -439,7 +439,7 @@ pub(crate) fn namespace(n: &RawNamespace, base: &str) -> R<NamespaceSpec> {
         },
     };
     // Extension: a RAM namespace's memory allocated and made resident at
-    // creation (docs/PERFORMANCE.md, "populated RAM namespaces").
+    // creation (docs/PERFORMANCE.md, "Target: reads of written data, session 6").
     let populate = flag(n.device.get("populate"), &f("device.populate"), false)?;
     let ram = |s: &str, field: &str| -> R<DeviceSpec> {
         let size = parse_size(s)

@@ -9,30 +9,13 @@
 
 use bytes::BytesMut;
 use nvmp_wire::crc::crc32c;
-use nvmp_wire::pdu::IcResp;
 use nvmp_wire::{Digests, Opcode, PduConfig, PduDecoder, Role, Sqe};
 
 use super::*;
 
 /// A queue core past its ICReq/ICResp exchange with digests `dg`.
 fn ready(dg: Digests) -> QueueCore<u32> {
-    let mut q = QueueCore::new(QueueConfig {
-        qid: 1,
-        queue_size: 4,
-        digests: dg,
-        inline_max: 8192,
-        max_data_len: 1 << 20,
-    });
-    q.pop_outbound();
-    q.handle(Pdu::IcResp(IcResp {
-        pfv: 0,
-        cpda: 0,
-        digests: dg,
-        maxh2cdata: 8192,
-    }))
-    .unwrap();
-    assert!(q.is_ready());
-    q
+    super::tests::ready_with(4, dg)
 }
 
 /// Recompute HDGST (after HLEN bytes) and DDGST (the last 4 bytes, over

@@ -10,10 +10,15 @@ use super::*;
 
 /// A queue core past its ICReq/ICResp exchange (no digests, MAXH2CDATA 8 KiB).
 pub(super) fn ready(queue_size: u16) -> QueueCore<u32> {
+    ready_with(queue_size, Digests::NONE)
+}
+
+/// A queue core past its ICReq/ICResp exchange with digests `dg` (MAXH2CDATA 8 KiB).
+pub(super) fn ready_with(queue_size: u16, dg: Digests) -> QueueCore<u32> {
     let mut q = QueueCore::new(QueueConfig {
         qid: 1,
         queue_size,
-        digests: Digests::NONE,
+        digests: dg,
         inline_max: 8192,
         max_data_len: 1 << 20,
     });
@@ -21,7 +26,7 @@ pub(super) fn ready(queue_size: u16) -> QueueCore<u32> {
     q.handle(Pdu::IcResp(IcResp {
         pfv: 0,
         cpda: 0,
-        digests: Digests::NONE,
+        digests: dg,
         maxh2cdata: 8192,
     }))
     .unwrap();
@@ -349,21 +354,7 @@ fn data_digest_error_fails_the_command_not_the_connection() {
         header: true,
         data: true,
     };
-    let mut q: QueueCore<u32> = QueueCore::new(QueueConfig {
-        qid: 1,
-        queue_size: 4,
-        digests: dg,
-        inline_max: 8192,
-        max_data_len: 1 << 20,
-    });
-    q.pop_outbound();
-    q.handle(Pdu::IcResp(IcResp {
-        pfv: 0,
-        cpda: 0,
-        digests: dg,
-        maxh2cdata: 8192,
-    }))
-    .unwrap();
+    let mut q = ready_with(4, dg);
     let a = q
         .submit(1, IoRequest::with_read(Sqe::new(Opcode::READ), 512), None)
         .unwrap();

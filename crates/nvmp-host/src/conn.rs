@@ -127,6 +127,9 @@ pub(crate) struct StallWatch {
     /// Signalled (one permit) while a stalled queue still holds commands
     /// that were not retired (at every stall check: each half bound).
     pub stalled_event: Notify,
+    /// Signalled (one permit) when a queue becomes stalled or answers
+    /// again: whether the controller serves I/O changed.
+    pub stall_changed: Notify,
 }
 
 /// A handle on one running queue (cheap to clone).
@@ -392,15 +395,23 @@ fn report_stall(sh: &Shared, stalled: bool, retired: u64, escalate: bool) {
     if sh.stalled.load(Ordering::Relaxed) != stalled
         && sh.stalled.swap(stalled, Ordering::AcqRel) != stalled
     {
-        if stalled {
-            w.stalled_queues.fetch_add(1, Ordering::AcqRel);
-        } else {
-            w.stalled_queues.fetch_sub(1, Ordering::AcqRel);
-        }
+        stall_changed(w, stalled);
     }
     if retired > 0 {
         w.reads_retired.fetch_add(retired, Ordering::Relaxed);
     }
+}
+
+/// A queue became stalled or answers again: count it, tell the owner.
+#[cold]
+#[inline(never)]
+fn stall_changed(w: &StallWatch, stalled: bool) {
+    if stalled {
+        w.stalled_queues.fetch_add(1, Ordering::AcqRel);
+    } else {
+        w.stalled_queues.fetch_sub(1, Ordering::AcqRel);
+    }
+    w.stall_changed.notify_one();
 }
 
 /// Give back `n` slots, then wake the submitters of finished commands.

@@ -353,6 +353,12 @@ impl Controller {
     pub async fn stalled(&self) {
         self.inner.stall.stalled_event.notified().await
     }
+    /// Resolves when an I/O queue becomes stalled or answers again
+    /// ([`Controller::is_stalled`] may have changed): one waiter, such as
+    /// the multipath layer's monitor of this controller.
+    pub async fn stall_changed(&self) {
+        self.inner.stall.stall_changed.notified().await
+    }
     /// Number of I/O queues of the current association.
     pub fn io_queues(&self) -> usize {
         self.inner.assoc().map_or(0, |a| a.io.len())

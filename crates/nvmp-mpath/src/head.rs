@@ -3,6 +3,7 @@
 //! back through here.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use nvmp_host::{Completion, IoRequest, Started};
+use nvmp_host::{Completion, CtrlState, IoRequest, Started};
 use nvmp_wire::{Status, StatusCode};
 
 use crate::disposition::{decide, fence_ms, Attempts, Disposition, RetryLimits, WriteFence};
@@ -180,31 +181,27 @@ impl NamespaceHead {
     /// commands waiting for a usable path.
     pub fn changed(&self) {
         self.current.store(NO_CURRENT, Relaxed);
+        // (Threads' service-time runs on the paths end.)
+        self.paths.bump();
         self.wake.notify_waiters();
     }
 
-    /// The common case of [`NamespaceHead::choose`], inlined into `submit`:
-    /// the sticky path while it is still optimized (`numa`, one NUMA node),
-    /// or the best path by expected completion time (`service-time`, with
-    /// this thread's run on the list of `version`), and the command's
-    /// timing. None: ask `choose`.
+    /// The common case of [`NamespaceHead::choose`] for `numa`, inlined
+    /// into `submit`: the sticky path while it is still optimized (one
+    /// NUMA node). None: ask `choose`. (`service-time`'s common case is its
+    /// thread's run, [`crate::local::current_and_pick`].) `policy`: the
+    /// head's policy as stored.
     #[inline(always)]
-    fn choose_fast(
-        &self,
-        paths: &[Arc<Path>],
-        version: u64,
-        policy: IoPolicy,
-        req: &IoRequest,
-    ) -> (Timing, Option<usize>) {
-        match policy {
-            IoPolicy::Numa if !crate::numa::active() => {
-                let cur = self.current.load(Relaxed);
-                let i = paths.get(cur).filter(|p| p.is_optimized_now()).map(|_| cur);
-                (Timing::NONE, i)
+    fn choose_fast(&self, paths: &[Arc<Path>], policy: u8) -> Option<usize> {
+        if policy == IoPolicy::Numa as u8 && !crate::numa::active() {
+            let cur = self.current.load(Relaxed);
+            if let Some(p) = paths.get(cur) {
+                if p.is_optimized_now() {
+                    return Some(cur);
+                }
             }
-            IoPolicy::ServiceTime => crate::run::time_and_pick(version, paths, req),
-            _ => (Timing::NONE, None),
         }
+        None
     }
 
     /// Pick a path. `avoid` is the path a command just failed on: it is not
@@ -271,30 +268,39 @@ impl NamespaceHead {
     pub fn submit(&self, mut req: IoRequest) -> impl Future<Output = Completion> + '_ {
         async move {
             req.sqe.nsid = self.nsid;
-            let policy = self.policy();
-            let (paths, version) = self.paths.current_versioned();
-            let (tm, fast) = self.choose_fast(&paths, version, policy, &req);
+            // (As stored: compared, not converted.)
+            let policy = self.policy.load(Relaxed);
+            let (paths, tm, fast) = if policy == IoPolicy::ServiceTime as u8 {
+                crate::local::current_and_pick(&self.paths, &req)
+            } else {
+                let (paths, _) = crate::local::current(&self.paths);
+                let fast = self.choose_fast(&paths, policy);
+                (paths, Timing::NONE, fast)
+            };
             let i = match fast {
                 Some(i) => i,
                 None => match self.choose(&paths, None, &tm) {
                     Selection::Path(i) => i,
                     _ => {
                         drop(paths);
-                        return Box::pin(self.submit_slow(req, None)).await;
+                        return self.slow(req, None).await;
                     }
                 },
             };
             let path = &paths[i];
             // Queued at once (no nested submit future: the head awaits the
             // queue's completion cell itself); the request is kept for a
-            // failover. A queue without a free slot, or a controller that is
-            // not live, goes through the controller's own waiting submit,
-            // boxed: this future stays small (futures are moved whole).
-            let ctrl = &path.ctrl.ctrl;
-            let c = match ctrl.start_copy(&req) {
+            // failover. Anything else goes the slow way, boxed: this future
+            // stays small (futures are moved whole).
+            let c = match path.ctrl.ctrl.start_copy(&req) {
                 Started::Queued(p) => p.await,
-                Started::Done(c) => c,
-                Started::NotSent(r) => Box::pin(ctrl.submit(r)).await,
+                other => {
+                    let done = match other {
+                        Started::Done(c) => Some(c),
+                        _ => None,
+                    };
+                    return self.not_queued(req, path.clone(), done, tm).await;
+                }
             };
             if c.status.is_success() {
                 let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
@@ -303,8 +309,46 @@ impl NamespaceHead {
             }
             let path = path.clone();
             drop(paths);
-            Box::pin(self.submit_slow(req, Some((path, c)))).await
+            self.slow(req, Some((path, c))).await
         }
+    }
+
+    /// [`NamespaceHead::submit_slow`], boxed.
+    #[inline(never)]
+    fn slow(
+        &self,
+        req: IoRequest,
+        last: Option<(Arc<Path>, Completion)>,
+    ) -> Pin<Box<dyn Future<Output = Completion> + Send + '_>> {
+        Box::pin(self.submit_slow(req, last))
+    }
+
+    /// The rest of [`NamespaceHead::submit`] for a command `path` did not
+    /// queue at once: completed without being sent (`done`), or not sent:
+    /// no free slot (wait for one, with the controller's own submit), or
+    /// the controller is no longer live (choose again).
+    #[inline(never)]
+    fn not_queued(
+        &self,
+        req: IoRequest,
+        path: Arc<Path>,
+        done: Option<Completion>,
+        tm: Timing,
+    ) -> Pin<Box<dyn Future<Output = Completion> + Send + '_>> {
+        Box::pin(async move {
+            let ctrl = &path.ctrl.ctrl;
+            let c = match done {
+                Some(c) => c,
+                None if ctrl.state() == CtrlState::Live => ctrl.submit(req.clone()).await,
+                None => return self.submit_slow(req, None).await,
+            };
+            if c.status.is_success() {
+                let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
+                path.stats.record_ok(bytes as u64, &tm, || path.depth());
+                return c;
+            }
+            self.submit_slow(req, Some((path, c))).await
+        })
     }
 
     /// The rest of [`NamespaceHead::submit`]: `last` is the first attempt's
@@ -381,7 +425,7 @@ impl NamespaceHead {
     ) -> Result<Arc<Path>, Completion> {
         loop {
             let chosen = {
-                let paths = self.paths.current();
+                let paths = self.paths.load_full();
                 match self.choose(&paths, avoid, tm) {
                     Selection::Path(i) => Some(paths[i].clone()),
                     _ => None,

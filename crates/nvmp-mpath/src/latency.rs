@@ -195,6 +195,8 @@ pub fn sample_as_at_full_rate(on: bool) {
 /// period, when the last timed command started.
 #[derive(Debug)]
 pub(crate) struct Sampler {
+    /// Timed commands so far (never 0).
+    epoch: Cell<u64>,
     left: Cell<u32>,
     period: Cell<u32>,
     last_ns: Cell<u64>,
@@ -203,6 +205,7 @@ pub(crate) struct Sampler {
 impl Sampler {
     pub(crate) const fn new() -> Sampler {
         Sampler {
+            epoch: Cell::new(1),
             left: Cell::new(0),
             period: Cell::new(1),
             last_ns: Cell::new(0),
@@ -219,9 +222,15 @@ impl Sampler {
         }
         self.timed(clock(), adapt)
     }
+    /// Timed commands so far on this thread (never 0).
+    #[inline(always)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
     /// A timed command at `t`.
     #[cold]
     fn timed(&self, t: u64, adapt: bool) -> u64 {
+        self.epoch.set(self.epoch.get() + 1);
         // (No previous timed command: keep the period.)
         let last = self.last_ns.get();
         let gap = if last == 0 {
@@ -246,17 +255,20 @@ impl Sampler {
 /// there only sampled commands read the clock (see [`SAMPLE_GAP_NS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// When the command started, [`now_ns`] (0: not timed).
-    start_ns: u64,
-    class: u8,
+    /// When the command started ([`now_ns`]; 0: not timed), above its
+    /// size class (2 bits): one word, passed in a register.
+    word: u64,
 }
 
 impl Timing {
     /// Not timed, size class 0.
-    pub const NONE: Timing = Timing {
-        start_ns: 0,
-        class: 0,
-    };
+    pub const NONE: Timing = Timing { word: 0 };
+    #[inline(always)]
+    fn new(start_ns: u64, class: u8) -> Timing {
+        Timing {
+            word: (start_ns << 2) | u64::from(class & 3),
+        }
+    }
     /// Start timing `req` if `policy` uses latencies and this thread's
     /// sampler says this command is timed. With one path (`paths` = 1)
     /// there is no choice to make: the estimate only feeds the statistics,
@@ -266,7 +278,7 @@ impl Timing {
         if policy != IoPolicy::ServiceTime {
             return Timing::NONE;
         }
-        crate::run::with_sampler(|s| Self::start_with(s, req, paths))
+        crate::local::with_sampler(|s| Self::start_with(s, req, paths))
     }
     /// [`Timing::start`] under `service-time`, with this thread's sampler.
     #[inline(always)]
@@ -278,38 +290,38 @@ impl Timing {
         } else {
             0
         };
-        Timing { start_ns, class }
+        Timing::new(start_ns, class)
     }
     /// Not timed, but with `req`'s size class (for choosing on a retry).
     pub fn untimed(req: &IoRequest) -> Timing {
-        Timing {
-            start_ns: 0,
-            class: size_class(Self::bytes(req)),
-        }
+        Timing::new(0, size_class(Self::bytes(req)))
     }
     fn bytes(req: &IoRequest) -> u32 {
         req.write.as_ref().map_or(req.read_len, |w| w.len() as u32)
     }
+    #[inline(always)]
     pub fn is_timed(&self) -> bool {
-        self.start_ns != 0
+        self.word > 3
     }
+    #[inline(always)]
     pub fn class(&self) -> u8 {
-        self.class
+        (self.word & 3) as u8
     }
     /// "Now" for probing ([`now_ns`]), known for timed commands only: the
     /// probe check runs at a timed command, often enough for a probe that
     /// is due after [`PROBE_AFTER_NS`].
+    #[inline(always)]
     pub fn probe_now_ns(&self) -> u64 {
-        self.start_ns
+        self.word >> 2
     }
     /// The command completed successfully: record its latency on `lat`,
     /// with `others()` commands still in flight on its path.
     #[inline]
     pub fn finish(&self, lat: &PathLatency, others: impl FnOnce() -> u64) {
-        if self.start_ns != 0 {
+        if self.is_timed() {
             let now = now_ns();
-            let l = now.saturating_sub(self.start_ns);
-            lat.record_at_depth(now, l, self.class, others());
+            let l = now.saturating_sub(self.probe_now_ns());
+            lat.record_at_depth(now, l, self.class(), others());
         }
     }
 }
@@ -319,8 +331,8 @@ impl Timing {
 #[inline]
 fn annotate_one(v: &mut PathView, p: &Path, tm: &Timing) {
     let l = &p.stats.latency;
-    v.latency_ns = l.estimate_ns(tm.class);
-    v.probe = tm.start_ns != 0 && v.depth == 0 && l.due_probe(tm.start_ns);
+    v.latency_ns = l.estimate_ns(tm.class());
+    v.probe = tm.is_timed() && v.depth == 0 && l.due_probe(tm.probe_now_ns());
 }
 
 /// [`annotate_one`] for every view (one per path, in order).
@@ -341,16 +353,16 @@ pub fn annotate(views: &mut [PathView], paths: &[Arc<Path>], tm: &Timing) {
 /// With several, the thread's `run` on this head is used while it holds,
 /// and started from the ranking otherwise ([`crate::run`]).
 #[inline]
-pub fn pick(paths: &[Arc<Path>], tm: &Timing, run: &crate::run::Run) -> Option<usize> {
+pub fn pick(paths: &[Arc<Path>], tm: &Timing, run: &crate::run::Run, epoch: u64) -> Option<usize> {
     if let [p] = paths {
         return p.usable_now().map(|_| 0);
     }
-    if let Some(i) = run.next(paths, tm) {
+    if let Some(i) = run.next(paths, tm, epoch) {
         return Some(i);
     }
     let r = rank_all(paths, tm, |i| &paths[i].stats.latency);
     let i = r.winner(paths)?;
-    run.start(paths, &r, tm);
+    run.start(paths, &r, tm, epoch);
     Some(i)
 }
 
@@ -442,8 +454,8 @@ fn rank(p: &Path, l: &PathLatency, tm: &Timing) -> (u64, u64) {
     let depth = p.depth().min(MAX_RANK_DEPTH);
     // (est <= MAX_SAMPLE_NS, depth <= MAX_RANK_DEPTH: the product stays
     // below NON_OPTIMIZED_RANK.)
-    let (key, est) = match l.estimate_ns(tm.class) {
-        _ if tm.start_ns != 0 && depth == 0 && l.due_probe(tm.start_ns) => (0, PROBE),
+    let (key, est) = match l.estimate_ns(tm.class()) {
+        _ if tm.is_timed() && depth == 0 && l.due_probe(tm.probe_now_ns()) => (0, PROBE),
         0 => (depth, 0),
         est => (est.wrapping_mul(depth + 1), est),
     };

@@ -24,6 +24,7 @@ pub mod disposition;
 pub mod head;
 pub mod ids;
 pub mod latency;
+mod local;
 mod monitor;
 pub mod numa;
 pub mod path;

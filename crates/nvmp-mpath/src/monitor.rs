@@ -109,6 +109,11 @@ pub(crate) async fn run(weak: WeakMultipath, sub: Arc<Subsystem>, entry: Arc<Ctr
                     }
                 }
             }
+            _ = entry.ctrl.stall_changed() => {
+                // Whether its paths serve changed: heads choose again
+                // (their threads' service-time runs end).
+                wake_all(&sub);
+            }
             _ = entry.ctrl.stalled() => {
                 // A queue completed nothing for the read stall bound. Its
                 // reads went elsewhere; commands still outstanding (writes)

@@ -1,10 +1,9 @@
 //! A path: one namespace as seen through one controller.
 
-use std::cell::RefCell;
 use std::sync::atomic::{
     AtomicBool, AtomicU16, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use nvmp_host::{Controller, CtrlState};
 use nvmp_wire::log::AnaState;
@@ -101,7 +100,11 @@ impl Path {
     pub fn ana_state(&self) -> AnaState {
         AnaState(self.ana.load(Relaxed) as u8)
     }
-    /// Set the ANA state from a fresh log; clears the pending flag. Returns the old state.
+    /// Set the ANA state from a fresh log; clears the pending flag. Returns
+    /// the old state. The head's commands choose by it once the head is
+    /// told ([`crate::NamespaceHead::changed`]: the registry does after
+    /// reading an ANA log); until then a thread's `service-time` run may
+    /// stay on the path ([`crate::run`]).
     pub fn set_ana_state(&self, s: AnaState) -> AnaState {
         let old = self
             .ana
@@ -120,12 +123,6 @@ impl Path {
     pub fn mark_ana_pending(&self) {
         self.ana.fetch_or(ANA_PENDING, Relaxed);
         self.ctrl.ana_reread.notify_one();
-    }
-    /// The ANA word: state, pending flag, removed flag (one load; equal
-    /// words mean the path may be used the same way).
-    #[inline]
-    pub(crate) fn ana_word(&self) -> u16 {
-        self.ana.load(Relaxed)
     }
     /// Commands outstanding on the path's controller.
     #[inline]
@@ -177,15 +174,8 @@ impl Path {
 
 /// The paths of a head: replaced whole when one is added or removed
 /// (rare), read by every command. A command holds the list (one reference
-/// count) rather than one path of it.
-///
-/// Each thread keeps the lists it read last, weakly, with their versions:
-/// a command whose head's version matches its thread's entry takes the
-/// list from there (an atomic load and a reference-count increment),
-/// without arc-swap's load. Weak references: a list replaced on the head is
-/// freed (with the controllers of removed paths) when the commands that
-/// hold it finish, whatever the threads' caches hold; a cache entry of a
-/// replaced list has an old version and is not used again.
+/// count) rather than one path of it; it finds the list through its
+/// thread's entry for the head ([`crate::local`]).
 #[derive(Debug)]
 pub(crate) struct PathList {
     list: arc_swap::ArcSwap<Vec<Arc<Path>>>,
@@ -200,17 +190,6 @@ pub(crate) type Paths = Arc<Vec<Arc<Path>>>;
 
 /// Versions of path lists, unique in the process (0: none).
 static VERSIONS: AtomicU64 = AtomicU64::new(1);
-/// Entries of a thread's cache (lists of different heads, by version).
-const CACHED: usize = 16;
-
-/// One entry of a thread's cache: a list's version, the list (weakly).
-type Cached = (u64, Weak<Vec<Arc<Path>>>);
-
-thread_local! {
-    /// (version, list) of the path lists this thread read last.
-    static CACHE: RefCell<[Cached; CACHED]> =
-        const { RefCell::new([const { (0, Weak::new()) }; CACHED]) };
-}
 
 impl Default for PathList {
     fn default() -> Self {
@@ -228,44 +207,19 @@ impl PathList {
         self.list.load_full()
     }
 
-    /// The current list, from this thread's cache when it holds it.
+    /// The version of the current list (unique in the process; loaded
+    /// before the list, a reader sees that version's list or a newer one).
     #[inline(always)]
-    pub fn current(&self) -> Paths {
-        self.current_versioned().0
+    pub fn version(&self) -> u64 {
+        self.version.load(Acquire)
     }
 
-    /// [`PathList::current`] and its version (unique in the process; the
-    /// version of this list or an older one).
-    #[inline(always)]
-    pub fn current_versioned(&self) -> (Paths, u64) {
-        let v = self.version.load(Acquire);
-        let hit = CACHE.try_with(|c| {
-            let c = c.try_borrow().ok()?;
-            let (ver, list) = &c[v as usize % CACHED];
-            if *ver == v {
-                list.upgrade()
-            } else {
-                None
-            }
-        });
-        match hit {
-            Ok(Some(list)) => (list, v),
-            _ => (self.refresh(v), v),
-        }
-    }
-
-    /// Read the list and keep it in this thread's cache as version `v`
-    /// (loaded before the list: the list is that version's or newer).
-    #[cold]
-    #[inline(never)]
-    fn refresh(&self, v: u64) -> Paths {
-        let list = self.list.load_full();
-        let _ = CACHE.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c[v as usize % CACHED] = (v, Arc::downgrade(&list));
-            }
-        });
-        list
+    /// Give the list a new version: what its paths allow changed (an ANA
+    /// state, an ANA error pending, a controller's state), and threads'
+    /// runs on it end ([`crate::run`]).
+    pub fn bump(&self) {
+        let _w = self.w.lock().unwrap_or_else(|e| e.into_inner());
+        self.version.store(VERSIONS.fetch_add(1, Relaxed), Release);
     }
 
     /// Replace the list with `f`'s result (one writer at a time).

@@ -8,53 +8,59 @@
 //! most some `limit` ([`limit`]). So each thread keeps, per head, the path
 //! it chose with that limit, and sends its next commands there while
 //!
-//! - the run has commands left (at most [`RUN_MAX`] per ranking, and none
-//!   past the thread's next timed command, about a millisecond away at
-//!   most: this bounds how late a change elsewhere is seen),
-//! - the command is not timed (a timed command is ranked afresh: it is
-//!   also when a path due a probe gets one) and has the size class of the
-//!   ranking (estimates are per class),
-//! - the path's ANA word is the one it was chosen with (same state, no
-//!   ANA error pending, not removed), its controller serves, and
-//! - its depth is at most the limit: a path that filled up to its share is
-//!   never sent more on the strength of an old ranking; and a run takes its
-//!   path at most `1 + depth / 8` commands deeper than it was when ranked
-//!   ([`step_limit`]): the runner-up drains meanwhile, and a limit against
-//!   its old rank alone would let runs on two loaded paths swing wider and
-//!   wider.
+//! - no timed command came since the ranking, on this thread (the run
+//!   holds the thread's count of timed commands, [`Run::next`]'s `epoch`):
+//!   a timed command ranks afresh (it is also when a path due a probe gets
+//!   one), and one comes every [`crate::latency::SAMPLE_PERIOD_MAX`]
+//!   commands at most and about every millisecond: this bounds how late a
+//!   change elsewhere is seen;
+//! - the head's path list keeps its version: a list replaced (a path added
+//!   or removed) or [`crate::path::PathList::bump`]ed (by
+//!   [`crate::NamespaceHead::changed`]: an ANA state read, an ANA error
+//!   pending, a controller's state or a queue stall changed) ends the
+//!   thread's runs on it ([`crate::local`]);
+//! - the command has the size class of the ranking (estimates are per
+//!   class), and
+//! - the path's depth is at most the limit: a path that filled up to its
+//!   share is never sent more on the strength of an old ranking; and a run
+//!   takes its path at most `1 + depth / 8` commands deeper than it was
+//!   when ranked ([`step_limit`]): the runner-up drains meanwhile, and a
+//!   limit against its old rank alone would let runs on two loaded paths
+//!   swing wider and wider.
 //!
-//! Any of these failing ranks again. At queue depth 1 a run lasts its
-//! [`RUN_MAX`] commands; on a loaded pair of equal paths a run ends after a
-//! command or two, and the choice is close to per command as before. The
-//! limit has a slack of 1/8 of itself (none below depth 8), so that paths
-//! in balance do not re-rank on every command for a one-command edge.
+//! Any of these failing ranks again. At queue depth 1 a run lasts until
+//! the thread's next timed command; on a loaded pair of equal paths a run
+//! ends after a command or two, and the choice is close to per command as
+//! before. The limit has a slack of 1/8 of itself (none below depth 8), so
+//! that paths in balance do not re-rank on every command for a
+//! one-command edge.
 //!
-//! A run is per thread and per path list version (see
-//! [`crate::path::PathList`]): a changed list starts with no run. The
-//! thread's sampler ([`crate::latency::SAMPLE_GAP_NS`]) sits beside its
-//! runs: one thread-local access serves both.
+//! A run reads nothing of its path but its depth. What else may make the
+//! path unusable reaches the run through the list's version, as soon as
+//! the head is told ([`crate::NamespaceHead::changed`]); a controller that
+//! left the live state meanwhile does not queue the command (it comes back
+//! not sent, and the head chooses again), and a queue that stalled
+//! meanwhile fills past the run's limit within `1 + depth / 8` commands.
+//! (Checking the ANA word and the controller's state and stall flags per
+//! command cost ~20 of the head's ~120 instructions per command over two
+//! paths.)
 
 use std::cell::Cell;
 use std::sync::Arc;
 
-use nvmp_host::IoRequest;
-
-use crate::latency::{Ranked, Sampler, Timing, MAX_RANK_DEPTH, NON_OPTIMIZED_RANK};
+use crate::latency::{Ranked, Timing, MAX_RANK_DEPTH, NON_OPTIMIZED_RANK};
 use crate::path::Path;
 
-/// Commands per ranking at most.
-pub const RUN_MAX: u8 = 32;
-
 /// One thread's run on one head's path list, in place in the thread's
-/// [`Local`] (cells: a command in a run reads it and writes one byte).
+/// entry for the list ([`crate::local`]; cells: a command in a run only
+/// reads it).
 #[derive(Debug)]
 pub struct Run {
-    /// Commands left in the run (0: none; rank).
-    left: Cell<u8>,
+    /// The thread's count of timed commands when the run started (0: no
+    /// run): the run ends at the thread's next timed command.
+    epoch: Cell<u64>,
     path: Cell<u8>,
     class: Cell<u8>,
-    /// The path's ANA word when it was chosen.
-    ana: Cell<u16>,
     /// The deepest the path may be for the run to go on.
     limit: Cell<u32>,
 }
@@ -63,59 +69,61 @@ impl Run {
     /// No run.
     pub const fn new() -> Run {
         Run {
-            left: Cell::new(0),
+            epoch: Cell::new(0),
             path: Cell::new(0),
             class: Cell::new(0),
-            ana: Cell::new(0),
             limit: Cell::new(0),
         }
     }
 
-    /// The run's path for this command, if the run holds (module docs).
+    /// The run's path for this command, if the run holds (module docs):
+    /// `epoch` is the thread's count of timed commands, this one included.
     #[inline(always)]
-    pub fn next(&self, paths: &[Arc<Path>], tm: &Timing) -> Option<usize> {
-        let left = self.left.get();
-        if left == 0 {
+    pub fn next(&self, paths: &[Arc<Path>], tm: &Timing, epoch: u64) -> Option<usize> {
+        if self.epoch.get() != epoch {
+            self.epoch.set(0);
             return None;
         }
         let i = self.path.get() as usize;
-        let holds = !tm.is_timed()
-            && tm.class() == self.class.get()
-            && paths.get(i).is_some_and(|p| {
-                p.ana_word() == self.ana.get()
-                    && p.depth() <= self.limit.get() as u64
-                    && p.ctrl_serving()
-            });
+        let holds = tm.class() == self.class.get()
+            && paths
+                .get(i)
+                .is_some_and(|p| p.depth() <= self.limit.get() as u64);
         if holds {
-            self.left.set(left - 1);
             Some(i)
         } else {
-            self.left.set(0);
+            self.epoch.set(0);
             None
         }
     }
 
     /// Start a run on `r`'s winner (chosen by a full ranking for a
-    /// command of class `tm.class()`); a probe starts none.
+    /// command of class `tm.class()`, with the thread's count of timed
+    /// commands at `epoch`, never 0); a probe starts none.
     #[inline]
-    pub fn start(&self, paths: &[Arc<Path>], r: &Ranked, tm: &Timing) {
+    pub fn start(&self, paths: &[Arc<Path>], r: &Ranked, tm: &Timing, epoch: u64) {
         if r.best_probe || r.best >= paths.len() || r.best > u8::MAX as usize {
-            self.left.set(0);
+            self.epoch.set(0);
             return;
         }
-        self.left.set(RUN_MAX - 1);
+        self.epoch.set(epoch);
         self.path.set(r.best as u8);
         self.class.set(tm.class());
         let p = &paths[r.best];
-        self.ana.set(p.ana_word());
         let step = step_limit(p.depth());
         self.limit
             .set(limit(r.best_rank, r.second_rank, r.best_estimate_ns).min(step));
     }
 
-    /// Commands left in the run.
-    pub fn left(&self) -> u8 {
-        self.left.get()
+    /// End the run (the next command ranks).
+    #[inline]
+    pub fn reset(&self) {
+        self.epoch.set(0);
+    }
+
+    /// Whether a run is on.
+    pub fn is_on(&self) -> bool {
+        self.epoch.get() != 0
     }
 }
 
@@ -123,57 +131,6 @@ impl Default for Run {
     fn default() -> Run {
         Run::new()
     }
-}
-
-/// Runs a thread keeps (of different heads, by path list version).
-const RUNS: usize = 16;
-
-/// A thread's sampler and runs, in cells of plain values: an access is a
-/// load or a store (no borrow flag, no lazy initialisation).
-struct Local {
-    sampler: Sampler,
-    versions: [Cell<u64>; RUNS],
-    runs: [Run; RUNS],
-}
-
-thread_local! {
-    static LOCAL: Local = const {
-        Local {
-            sampler: Sampler::new(),
-            versions: [const { Cell::new(0) }; RUNS],
-            runs: [const { Run::new() }; RUNS],
-        }
-    };
-}
-
-/// Run `f` with this thread's sampler.
-pub(crate) fn with_sampler<R>(f: impl FnOnce(&Sampler) -> R) -> R {
-    LOCAL.with(|l| f(&l.sampler))
-}
-
-/// `service-time`'s fast path for one command on the path list `paths`
-/// (of `version`, [`crate::path::PathList::current_versioned`]): its
-/// timing, and the path [`crate::latency::pick`] chooses with this
-/// thread's run on the list (None: ask `select`).
-#[inline(always)]
-pub(crate) fn time_and_pick(
-    version: u64,
-    paths: &[Arc<Path>],
-    req: &IoRequest,
-) -> (Timing, Option<usize>) {
-    LOCAL.with(|l| {
-        let tm = Timing::start_with(&l.sampler, req, paths.len());
-        if let [p] = paths {
-            return (tm, p.usable_now().map(|_| 0));
-        }
-        let k = version as usize % RUNS;
-        let run = &l.runs[k];
-        if l.versions[k].get() != version {
-            l.versions[k].set(version);
-            run.left.set(0);
-        }
-        (tm, crate::latency::pick(paths, &tm, run))
-    })
 }
 
 /// The deepest the winner of a ranking may get and still rank first

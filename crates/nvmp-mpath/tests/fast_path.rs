@@ -283,13 +283,14 @@ async fn service_time_fast_path_agrees_with_select() {
 
 /// service-time's run (`nvmp_mpath::run`): a ranking's winner takes the
 /// thread's next commands while the ranking holds, and no longer: not past
-/// `RUN_MAX` commands, not for a timed command or one of another size
-/// class, not once the path's ANA word changes (another state, an ANA error
-/// pending), and not once the path is deeper than the run allows.
+/// the thread's next timed command, not for a command of another size
+/// class, and not once the path is deeper than the run allows. (What else
+/// makes a path unusable ends the run through the head:
+/// `a_change_told_to_the_head_ends_service_time_runs`.)
 #[tokio::test(start_paused = true)]
 async fn a_service_time_run_holds_only_while_its_ranking_does() {
     use nvmp_mpath::latency::{self, now_ns, PathLatency, Timing};
-    use nvmp_mpath::run::{Run, RUN_MAX};
+    use nvmp_mpath::run::Run;
     use nvmp_wire::log::AnaState;
     let s = setup().await;
     let p0 = path_of(&s, 0);
@@ -305,45 +306,32 @@ async fn a_service_time_run_holds_only_while_its_ranking_does() {
     let req = read_req(&s.head, 0);
     let tm = Timing::untimed(&req);
     let run = Run::new();
+    // The thread's count of timed commands when ranked.
+    let epoch = 7;
     let start = || {
         let r = latency::rank_all(&paths, &tm, |i| &stats[i]);
         assert_eq!(r.best, i0, "the faster path wins");
-        run.start(&paths, &r, &tm);
+        run.start(&paths, &r, &tm, epoch);
+        assert!(run.is_on());
     };
     start();
-    for n in 1..RUN_MAX {
-        assert_eq!(run.next(&paths, &tm), Some(i0), "command {n} of the run");
+    for n in 0..200 {
+        assert_eq!(
+            run.next(&paths, &tm, epoch),
+            Some(i0),
+            "command {n} of the run"
+        );
     }
-    assert_eq!(
-        run.next(&paths, &tm),
-        None,
-        "a run ends after RUN_MAX commands"
-    );
-
-    // A timed command ranks afresh (probes are checked then).
-    start();
-    let timed = loop {
-        let t = Timing::start(IoPolicy::ServiceTime, &req, 2);
-        if t.is_timed() {
-            break t;
-        }
-    };
-    assert_eq!(run.next(&paths, &timed), None);
+    // A timed command came on the thread: the run is over (the timed
+    // command ranks afresh; probes are checked then).
+    assert_eq!(run.next(&paths, &tm, epoch + 1), None);
+    assert!(!run.is_on());
+    assert_eq!(run.next(&paths, &tm, epoch), None, "the run is over");
     // So does a command of another size class (estimates are per class).
     start();
     let big = IoRequest::with_read(read_req(&s.head, 0).sqe, 128 << 10);
-    assert_eq!(run.next(&paths, &Timing::untimed(&big)), None);
-    assert_eq!(run.next(&paths, &tm), None, "the run is over");
-
-    // The path's ANA state changes, or an ANA error is pending on it.
-    start();
-    p0.set_ana_state(AnaState::NON_OPTIMIZED);
-    assert_eq!(run.next(&paths, &tm), None);
-    p0.set_ana_state(AnaState::OPTIMIZED);
-    start();
-    p0.mark_ana_pending();
-    assert_eq!(run.next(&paths, &tm), None);
-    p0.set_ana_state(AnaState::OPTIMIZED);
+    assert_eq!(run.next(&paths, &Timing::untimed(&big), epoch), None);
+    assert_eq!(run.next(&paths, &tm, epoch), None, "the run is over");
 
     // Depth: ranked at depth 0, a run may take the path one command deeper.
     // (Held 300 ms: below the 500 ms after which a queue counts as stalled.)
@@ -363,7 +351,7 @@ async fn a_service_time_run_holds_only_while_its_ranking_does() {
     })
     .await;
     assert_eq!(
-        run.next(&paths, &tm),
+        run.next(&paths, &tm, epoch),
         None,
         "two deep: past the run's limit"
     );
@@ -376,11 +364,105 @@ async fn a_service_time_run_holds_only_while_its_ranking_does() {
     let one = direct();
     let _ = wait_until("held", Duration::from_secs(5), || c0.outstanding() >= 1).await;
     assert_eq!(
-        run.next(&paths, &tm),
+        run.next(&paths, &tm, epoch),
         Some(i0),
         "one deep: within the limit"
     );
     assert!(one.await.unwrap().is_success());
     delay(&s, 1, 0);
+    s.mp.shutdown().await;
+}
+
+/// Both paths optimized (the head told), path 2 slower by `slow_ms`, and
+/// service-time's runs settled on path 1.
+async fn settled_on_path_1(s: &Setup, slow_ms: u64) {
+    use nvmp_wire::log::AnaState;
+    s.mp.subsystem(NQN)
+        .unwrap()
+        .set_iopolicy(IoPolicy::ServiceTime);
+    path_of(s, 1).set_ana_state(AnaState::OPTIMIZED);
+    s.head.changed();
+    delay(s, 2, slow_ms);
+    reads(s, 64).await;
+    let p0 = path_of(s, 0);
+    let before = p0.stats.ios.load(Relaxed);
+    reads(s, 32).await;
+    assert!(
+        p0.stats.ios.load(Relaxed) >= before + 30,
+        "runs on the faster path"
+    );
+}
+
+async fn reads(s: &Setup, n: u64) {
+    for lba in 0..n {
+        let c = s.head.submit(read_req(&s.head, lba)).await;
+        assert!(c.is_success(), "LBA {lba}: {}", c.status);
+    }
+}
+
+/// What makes a path unusable reaches service-time's runs through the head
+/// (`NamespaceHead::changed`: the registry calls it after reading an ANA
+/// log, and when a controller's state or a queue's stall changes). Once
+/// told, the thread's next commands leave the path: no run stays on it.
+#[tokio::test(start_paused = true)]
+async fn a_change_told_to_the_head_ends_service_time_runs() {
+    use nvmp_wire::log::AnaState;
+    let s = setup().await;
+    settled_on_path_1(&s, 2).await;
+    let (p0, p1) = (path_of(&s, 0), path_of(&s, 1));
+    // (An ANA error pending would not stay: it has the ANA log re-read,
+    // which says optimized.)
+    for (what, state) in [
+        ("inaccessible", AnaState::INACCESSIBLE),
+        ("non-optimized", AnaState::NON_OPTIMIZED),
+    ] {
+        p0.set_ana_state(state);
+        s.head.changed();
+        let (a0, a1) = (p0.stats.ios.load(Relaxed), p1.stats.ios.load(Relaxed));
+        reads(&s, 16).await;
+        assert_eq!(p0.stats.ios.load(Relaxed), a0, "{what}: path 1 left");
+        assert_eq!(p1.stats.ios.load(Relaxed), a1 + 16, "{what}");
+        // Back, and settled on it again.
+        p0.set_ana_state(AnaState::OPTIMIZED);
+        s.head.changed();
+        reads(&s, 64).await;
+        let b0 = p0.stats.ios.load(Relaxed);
+        reads(&s, 16).await;
+        assert!(
+            p0.stats.ios.load(Relaxed) >= b0 + 14,
+            "{what}: back on path 1"
+        );
+    }
+    assert_eq!(s.head.stats.failovers.load(Relaxed), 0);
+    assert_eq!(s.head.stats.errors.load(Relaxed), 0);
+    delay(&s, 2, 0);
+    s.mp.shutdown().await;
+}
+
+/// A controller that leaves the live state under a service-time run: the
+/// head chooses again, the other path, without a failover, an error or a
+/// wait for the controller. Whichever comes first does it: the
+/// controller's monitor telling the head (the run ends), or the run's next
+/// command coming back not sent (the head chooses again).
+#[tokio::test(start_paused = true)]
+async fn a_run_on_a_controller_that_went_down_chooses_again() {
+    let s = setup().await;
+    settled_on_path_1(&s, 2).await;
+    let p1 = path_of(&s, 1);
+    s.ctrls[0].reset();
+    for _ in 0..100 {
+        if s.ctrls[0].state() != nvmp_host::CtrlState::Live {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_ne!(s.ctrls[0].state(), nvmp_host::CtrlState::Live);
+    let a1 = p1.stats.ios.load(Relaxed);
+    reads(&s, 8).await;
+    assert_eq!(p1.stats.ios.load(Relaxed), a1 + 8, "served by path 2");
+    assert_eq!(s.head.stats.failovers.load(Relaxed), 0);
+    assert_eq!(s.head.stats.errors.load(Relaxed), 0);
+    assert_eq!(s.head.stats.requeued.load(Relaxed), 0, "no wait for a path");
+    delay(&s, 2, 0);
     s.mp.shutdown().await;
 }

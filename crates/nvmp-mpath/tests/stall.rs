@@ -11,11 +11,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use nvmp_host::Controller;
-use nvmp_mpath::{MpathConfig, Multipath};
+use nvmp_mpath::{IoPolicy, MpathConfig, Multipath};
 use nvmp_testkit::{FaultProxy, ProxyMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_leave_a_black_holed_path_and_writes_avoid_it() {
+    black_holed_path(IoPolicy::Numa).await;
+}
+
+/// The same under service-time, whose runs read nothing of a path but its
+/// depth: a queue's stall reaches them through the head (the controller's
+/// monitor is told, and tells the head).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_time_leaves_a_black_holed_path_too() {
+    black_holed_path(IoPolicy::ServiceTime).await;
+}
+
+async fn black_holed_path(policy: IoPolicy) {
     init_tracing();
     let (_t, addrs) = start_target(&TargetDef::default()).await;
     let proxies = [
@@ -34,6 +46,7 @@ async fn reads_leave_a_black_holed_path_and_writes_avoid_it() {
         ctrls.push(c.clone());
         mp.add_controller(c).await.expect("link");
     }
+    mp.subsystem(NQN).unwrap().set_iopolicy(policy);
     let head = mp.head(NQN, 1).unwrap();
     let bs = head.block_size() as usize;
     for lba in 0..32u64 {

@@ -273,7 +273,7 @@ impl NamespaceHead {
             let (paths, tm, fast) = if policy == IoPolicy::ServiceTime as u8 {
                 crate::local::current_and_pick(&self.paths, &req)
             } else {
-                let (paths, _) = crate::local::current(&self.paths);
+                let paths = crate::local::current(&self.paths);
                 let fast = self.choose_fast(&paths, policy);
                 (paths, Timing::NONE, fast)
             };

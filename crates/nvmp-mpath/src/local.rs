@@ -80,22 +80,17 @@ thread_local! {
     };
 }
 
-/// `list`'s current paths and their version (unique in the process; the
-/// version of this list or an older one).
+/// `list`'s current paths.
 #[inline(always)]
-pub(crate) fn current(list: &PathList) -> (Paths, u64) {
+pub(crate) fn current(list: &PathList) -> Paths {
     let v = list.version();
-    let hit = LOCAL.try_with(|l| l.entries[v as usize % ENTRIES].get(v));
-    match hit {
-        Ok(Some(paths)) => (paths, v),
-        Ok(None) => (
-            LOCAL
-                .try_with(|l| l.entries[v as usize % ENTRIES].fill(list, v))
-                .unwrap_or_else(|_| list.load_full()),
-            v,
-        ),
+    match LOCAL.try_with(|l| l.entries[v as usize % ENTRIES].get(v)) {
+        Ok(Some(paths)) => paths,
+        Ok(None) => LOCAL
+            .try_with(|l| l.entries[v as usize % ENTRIES].fill(list, v))
+            .unwrap_or_else(|_| list.load_full()),
         // The thread's entries are gone (thread exit).
-        Err(_) => (list.load_full(), v),
+        Err(_) => list.load_full(),
     }
 }
 

@@ -54,7 +54,8 @@ pub struct NamespaceHead {
     max_transfer_bytes: AtomicUsize,
     policy: Arc<AtomicU8>,
     /// Read per command without a lock (one reference count); replaced
-    /// whole by `add_path` / `remove_paths_of`.
+    /// whole by `add_path` / `remove_paths_of`, and given a new version by
+    /// `changed` (threads' service-time runs on it end).
     paths: PathList,
     current: AtomicUsize,
     /// Signalled on every change that may make a path usable (or all paths gone).

@@ -295,13 +295,8 @@ impl NamespaceHead {
             // stays small (futures are moved whole).
             let c = match path.ctrl.ctrl.start_copy(&req) {
                 Started::Queued(p) => p.await,
-                other => {
-                    let done = match other {
-                        Started::Done(c) => Some(c),
-                        _ => None,
-                    };
-                    return self.not_queued(req, path.clone(), done, tm).await;
-                }
+                Started::Done(c) => return self.not_queued(req, path.clone(), Ok(c), tm).await,
+                Started::NotSent(r) => return self.not_queued(req, path.clone(), Err(r), tm).await,
             };
             if c.status.is_success() {
                 let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
@@ -325,23 +320,24 @@ impl NamespaceHead {
     }
 
     /// The rest of [`NamespaceHead::submit`] for a command `path` did not
-    /// queue at once: completed without being sent (`done`), or not sent:
-    /// no free slot (wait for one, with the controller's own submit), or
-    /// the controller is no longer live (choose again).
+    /// queue at once: completed without being sent (`Ok`), or not sent
+    /// (`Err`, the copy handed back): no free slot (wait for one, with the
+    /// controller's own submit), or the controller is no longer live
+    /// (choose again).
     #[inline(never)]
     fn not_queued(
         &self,
         req: IoRequest,
         path: Arc<Path>,
-        done: Option<Completion>,
+        done: Result<Completion, IoRequest>,
         tm: Timing,
     ) -> Pin<Box<dyn Future<Output = Completion> + Send + '_>> {
         Box::pin(async move {
             let ctrl = &path.ctrl.ctrl;
             let c = match done {
-                Some(c) => c,
-                None if ctrl.state() == CtrlState::Live => ctrl.submit(req.clone()).await,
-                None => return self.submit_slow(req, None).await,
+                Ok(c) => c,
+                Err(r) if ctrl.state() == CtrlState::Live => ctrl.submit(r).await,
+                Err(_) => return self.submit_slow(req, None).await,
             };
             if c.status.is_success() {
                 let bytes = req.write.as_ref().map_or(c.data.len(), |w| w.len());
